@@ -1,0 +1,1 @@
+"""The ``lookalike`` command. Each public module here contributes subcommands via ``add_commands``."""

@@ -1,0 +1,361 @@
+"""Model weights: safetensors files with metadata, named weights, checksummed downloads.
+
+A lookalike weights file is a ``.safetensors`` file whose metadata holds:
+
+=================  ==============================================================
+``format``         ``"lookalike/1"``
+``kind``/``name``  the registry entry the weights belong to (e.g. ``descriptor``/``hardnet``)
+``kwargs``         JSON of the constructor keyword arguments
+``version``        lookalike version that wrote the file
+``training``       JSON of the training config and validation numbers (optional)
+=================  ==============================================================
+
+Pickles are never loaded: a ``.pt``/``.pth`` file is read with ``torch.load(weights_only=True)``.
+Constructing a model never downloads; named weights with a URL are fetched by :func:`resolve_weights`
+only when asked for, and verified against their SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lookalike.core.data import weights_cache
+from lookalike.core.errors import LookalikeError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from lookalike._registry import Entry
+
+__all__ = [
+    "WeightSpec",
+    "WeightsError",
+    "ChecksumError",
+    "save_weights",
+    "read_weights",
+    "load_weights",
+    "read_metadata",
+    "download",
+    "sha256_file",
+    "resolve_weights",
+    "build_with_weights",
+]
+
+log = logging.getLogger(__name__)
+FORMAT = "lookalike/1"
+
+
+class WeightsError(LookalikeError):
+    """A weights file is missing, corrupt, or does not fit the model."""
+
+
+class ChecksumError(WeightsError):
+    """A file's SHA-256 differs from the expected one."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where named weights come from (data, not code).
+
+    Attributes:
+        file: file name inside the installed package's ``lookalike/weights/`` folder, or ``None``.
+        url: download address for weights not shipped with the package (``file://`` works).
+        sha256: expected SHA-256 of the file (hex); checked for downloads and package files.
+        description: what the weights were trained on, for ``lookalike info``.
+        kwargs: constructor kwargs the weights need (used when the file has no metadata).
+    """
+
+    file: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    description: str = ""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, sha256: str | None) -> None:
+    if sha256 is None:
+        return
+    actual = sha256_file(path)
+    if actual.lower() != sha256.lower():
+        raise ChecksumError(f"{path}: SHA-256 mismatch: expected {sha256.lower()}, got {actual}")
+
+
+def download(
+    url: str,
+    sha256: str | None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    filename: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` into the cache (once) and verify its checksum.
+
+    A cached file is re-verified on every call. The download goes to a temporary file that is renamed
+    into place only after the checksum matched, so an interrupted or corrupt download never poisons the
+    cache.
+
+    Args:
+        url: ``http(s)://`` or ``file://`` address.
+        sha256: expected hex SHA-256, or ``None`` to skip verification (not recommended).
+        cache_dir: target folder; default ``$LOOKALIKE_HOME/weights``.
+        filename: name in the cache; default the last component of the URL.
+        progress: show a progress bar (rich) while downloading.
+
+    Returns:
+        Path of the verified file.
+
+    Raises:
+        ChecksumError: the downloaded (or cached) file has another SHA-256.
+        WeightsError: the URL cannot be read.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else weights_cache()
+    name = filename or url.rstrip("/").rsplit("/", 1)[-1]
+    target = folder / name
+    if target.exists():
+        _verify(target, sha256)
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 (checked scheme below)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise WeightsError(
+                f"cannot download {url}: {exc}. Put the file at {target} to use it offline."
+            ) from exc
+        with response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            _copy(response, out, total, progress and total > (1 << 20), name)
+        _verify(tmp, sha256)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("downloaded %s to %s", url, target)
+    return target
+
+
+def _copy(src: Any, dst: Any, total: int, show: bool, label: str) -> None:
+    if not show:
+        shutil.copyfileobj(src, dst)
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"downloading {label}", total=total)
+        while block := src.read(1 << 16):
+            dst.write(block)
+            bar.advance(task, len(block))
+
+
+def save_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    kind: str | None = None,
+    name: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    extra: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
+    """Save ``model.state_dict()`` as safetensors with lookalike metadata.
+
+    ``kind``, ``name`` and ``kwargs`` default to what :func:`lookalike.create` recorded on the model.
+
+    Args:
+        model: module to save.
+        path: output file (``.safetensors``).
+        kind: registry kind.
+        name: registry name.
+        kwargs: constructor keyword arguments (JSON-serialisable).
+        training: training config and validation numbers (JSON-serialisable).
+        extra: more tensors to store under their own keys (e.g. optimizer state).
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
+    from lookalike import __version__
+
+    recorded = getattr(model, "_lookalike_registry", None) or {}
+    meta = {
+        "format": FORMAT,
+        "kind": kind or recorded.get("kind", ""),
+        "name": name or recorded.get("name", ""),
+        "kwargs": json.dumps(dict(kwargs if kwargs is not None else recorded.get("kwargs", {}))),
+        "version": __version__,
+        "training": json.dumps(dict(training or {})),
+    }
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    for key, value in (extra or {}).items():
+        if key in tensors:
+            raise WeightsError(f"extra tensor key {key!r} clashes with a model parameter")
+        tensors[key] = value.detach().cpu().contiguous().clone()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Metadata of a safetensors file, with ``kwargs``/``training`` decoded from JSON."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    for key in ("kwargs", "training"):
+        if key in meta:
+            try:
+                meta[key] = json.loads(meta[key])
+            except json.JSONDecodeError as exc:
+                raise WeightsError(f"{path}: metadata {key!r} is not valid JSON") from exc
+    return meta
+
+
+def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a weights file into ``(state_dict, metadata)`` without building a model.
+
+    ``.safetensors`` files are read with safetensors; ``.pt``/``.pth``/``.ckpt`` files with
+    ``torch.load(weights_only=True)`` (a ``{"state_dict": ...}`` wrapper is unwrapped). Nothing is
+    ever unpickled.
+
+    Raises:
+        WeightsError: missing, truncated, corrupt, or not a mapping of tensors; the message names the file.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix in {".pt", ".pth", ".ckpt", ".bin"}:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for bad files
+            raise WeightsError(f"{path}: cannot read as a weights-only torch file ({exc})") from exc
+        if isinstance(obj, Mapping) and "state_dict" in obj:
+            obj = obj["state_dict"]
+        if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise WeightsError(f"{path}: expected a mapping of tensor names to tensors")
+        return dict(obj), {}
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    return state, meta
+
+
+def load_weights(
+    model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True
+) -> dict[str, Any]:
+    """Load a weights file into ``model`` (strictly by default) and return its metadata.
+
+    Models that can read foreign layouts (e.g. kornia's state dicts) define
+    ``adapt_state_dict(state) -> state``, which is applied first.
+
+    Raises:
+        WeightsError: unreadable file, or missing/unexpected keys or shape mismatches (named).
+    """
+    state, meta = read_weights(path)
+    adapt = getattr(model, "adapt_state_dict", None)
+    if callable(adapt):
+        state = adapt(state)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if strict and (missing or unexpected):
+        raise WeightsError(
+            f"{path} does not fit {type(model).__name__}: missing keys {missing[:8]}, "
+            f"unexpected keys {unexpected[:8]}"
+        )
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if wrong:
+        raise WeightsError(f"{path} does not fit {type(model).__name__}: {'; '.join(wrong[:8])}")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
+    return meta
+
+
+def resolve_weights(entry: Entry, weights: str | os.PathLike[str]) -> Path:
+    """Turn a weights name declared by ``entry`` or a file path into an existing, verified file."""
+    key = str(weights)
+    spec = entry.weights.get(key)
+    if spec is None:
+        path = Path(key).expanduser()
+        if path.is_file():
+            return path
+        names = ", ".join(sorted(entry.weights)) or "(none)"
+        raise WeightsError(
+            f"weights {key!r} for {entry.kind} {entry.name!r} is neither a file nor a known name; "
+            f"known names: {names}"
+        )
+    if spec.file is not None:
+        path = Path(str(resources.files("lookalike") / "weights" / spec.file))
+        if path.is_file():
+            _verify(path, spec.sha256)
+            return path
+        if spec.url is None:
+            raise WeightsError(f"packaged weights file missing: {path} (reinstall lookalike)")
+    if spec.url is None:
+        raise WeightsError(f"weights {key!r} of {entry.name!r} declare neither a file nor a URL")
+    return download(spec.url, spec.sha256)
+
+
+def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) -> Any:
+    """Build ``entry`` with constructor kwargs from the weights file, then load the weights strictly."""
+    path = resolve_weights(entry, weights)
+    meta = read_metadata(path) if path.suffix == ".safetensors" else {}
+    if meta.get("name") and (meta.get("kind"), meta.get("name")) != (entry.kind, entry.name):
+        raise WeightsError(
+            f"{path} holds weights for {meta.get('kind')} {meta.get('name')!r}, "
+            f"not {entry.kind} {entry.name!r}"
+        )
+    spec = entry.weights.get(str(weights))
+    merged = {**(spec.kwargs if spec else {}), **meta.get("kwargs", {}), **kwargs}
+    model = entry.factory(**merged)
+    load_weights(model, path, strict=True)
+    record_registry(model, entry.kind, entry.name, merged)
+    return model
+
+
+def record_registry(model: Any, kind: str, name: str, kwargs: Mapping[str, Any]) -> None:
+    """Remember how ``model`` was built, for :func:`save_weights`."""
+    try:
+        object.__setattr__(model, "_lookalike_registry", {"kind": kind, "name": name, "kwargs": dict(kwargs)})
+    except (AttributeError, TypeError):
+        pass

@@ -1,0 +1,1 @@
+"""Vector indexes, search and re-ranking."""

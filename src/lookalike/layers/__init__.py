@@ -1,0 +1,1 @@
+"""Building blocks (pure functions + thin modules), one concept per file."""

@@ -1,0 +1,1 @@
+"""Image matching: keypoints, patches, descriptors, matchers, geometry."""

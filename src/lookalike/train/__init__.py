@@ -1,0 +1,1 @@
+"""Training engine, checkpoints and recipes."""
