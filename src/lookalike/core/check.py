@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "check_shape",
     "check_dtype",
     "check_finite",
-    "check_range",
     "check_not_empty",
     "check_option",
     "check_positive",
+    "check_range",
+    "check_shape",
     "check_tensor",
 ]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lookalike.core.errors import DataNotFoundError
 
-__all__ = ["lookalike_home", "data_root", "weights_cache", "find_dataset", "DataNotFoundError"]
+__all__ = ["DataNotFoundError", "data_root", "find_dataset", "lookalike_home", "weights_cache"]
 
 
 def lookalike_home() -> Path:

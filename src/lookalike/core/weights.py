@@ -17,6 +17,7 @@ only when asked for, and verified against their SHA-256.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,17 +42,17 @@ if TYPE_CHECKING:
     from lookalike._registry import Entry
 
 __all__ = [
+    "ChecksumError",
     "WeightSpec",
     "WeightsError",
-    "ChecksumError",
-    "save_weights",
-    "read_weights",
+    "build_with_weights",
+    "download",
     "load_weights",
     "read_metadata",
-    "download",
-    "sha256_file",
+    "read_weights",
     "resolve_weights",
-    "build_with_weights",
+    "save_weights",
+    "sha256_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def download(
     tmp = Path(tmp_name)
     try:
         try:
-            response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 (checked scheme below)
+            response = urllib.request.urlopen(url, timeout=60)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise WeightsError(
                 f"cannot download {url}: {exc}. Put the file at {target} to use it offline."
@@ -149,7 +150,12 @@ def download(
         with response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             _copy(response, out, total, progress and total > (1 << 20), name)
-        _verify(tmp, sha256)
+        actual = sha256_file(tmp)
+        if sha256 is not None and actual.lower() != sha256.lower():
+            raise ChecksumError(
+                f"{target.name} downloaded from {url}: SHA-256 mismatch: expected "
+                f"{sha256.lower()}, got {actual}; the file was not kept"
+            )
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -263,7 +269,9 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
             raise WeightsError(f"{path}: cannot read as a weights-only torch file ({exc})") from exc
         if isinstance(obj, Mapping) and "state_dict" in obj:
             obj = obj["state_dict"]
-        if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if not isinstance(obj, Mapping) or not all(
+            isinstance(v, torch.Tensor) for v in obj.values()
+        ):
             raise WeightsError(f"{path}: expected a mapping of tensor names to tensors")
         return dict(obj), {}
     from safetensors import SafetensorError
@@ -355,7 +363,6 @@ def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) ->
 
 def record_registry(model: Any, kind: str, name: str, kwargs: Mapping[str, Any]) -> None:
     """Remember how ``model`` was built, for :func:`save_weights`."""
-    try:
-        object.__setattr__(model, "_lookalike_registry", {"kind": kind, "name": name, "kwargs": dict(kwargs)})
-    except (AttributeError, TypeError):
-        pass
+    record = {"kind": kind, "name": name, "kwargs": dict(kwargs)}
+    with contextlib.suppress(AttributeError, TypeError):  # objects that take no attributes
+        object.__setattr__(model, "_lookalike_registry", record)

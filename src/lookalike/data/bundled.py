@@ -17,7 +17,7 @@ from lookalike.core.check import check_option
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Photo", "BUNDLED_PHOTOS", "list_bundled_photos", "bundled_photos", "stereo_pair"]
+__all__ = ["BUNDLED_PHOTOS", "Photo", "bundled_photos", "list_bundled_photos", "stereo_pair"]
 
 # name -> (skimage.data function, what it shows). ``stereo_motorcycle`` is a stereo pair: its left
 # view is listed here, the pair with its disparity map comes from :func:`stereo_pair`.

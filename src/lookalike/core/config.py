@@ -1,0 +1,267 @@
+"""Typed recipe configs: YAML files of ``{name, kwargs}`` components loaded into dataclasses.
+
+A recipe is a dataclass tree. Leaves are typed fields (``int``, ``float``, ``str``, ``bool``, ``Path``,
+optionals, lists, tuples, dicts); a :class:`Component` names a registered component and its kwargs.
+Dotted overrides from the command line are applied after the file::
+
+    lookalike train --config configs/hardnet.yaml optim.lr=0.05 model.kwargs.dim=64
+
+Unknown keys and values of the wrong type are errors that list the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lookalike.core.errors import LookalikeError
+
+__all__ = ["Component", "ConfigError", "apply_overrides", "from_dict", "load_config", "to_dict"]
+
+T = TypeVar("T")
+
+
+class ConfigError(LookalikeError):
+    """A config file or override has an unknown key or a value of the wrong type."""
+
+
+@dataclasses.dataclass
+class Component:
+    """A registered component: ``name`` in the registry and its constructor ``kwargs``.
+
+    Attributes:
+        name: registry name, optionally ``"name:weights"``.
+        kwargs: keyword arguments for the factory (free-form; checked by the factory itself).
+    """
+
+    name: str
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def build(self, kind: str, **extra: Any) -> Any:
+        """``lookalike.create(kind, name, **kwargs, **extra)``."""
+        from lookalike._registry import create
+
+        return create(kind, self.name, **{**self.kwargs, **extra})
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` to type ``tp`` or raise :class:`ConfigError` naming ``where``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return _from_mapping(tp, value, where)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        items = list(value)
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(items) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(items)}")
+            return tuple(
+                _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args))
+            )
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(items)]
+        return tuple(out) if (origin is tuple or tp is tuple) else out
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
+            return value.lower() in {"true", "yes", "1"}
+        raise ConfigError(f"{where}: expected bool, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected int, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected float, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected str, got {value!r}")
+    if tp is Path:
+        if isinstance(value, (str, os.PathLike)):
+            return Path(value)
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    prefix = f"{where}." if where else ""
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; valid keys{' of ' + where if where else ''}: "
+            f"{', '.join(sorted(fields))}"
+        )
+    values = {}
+    for name, field in fields.items():
+        if name in data:
+            values[name] = _coerce(data[name], hints[name], f"{prefix}{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {prefix}{name}")
+    return cls(**values)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
+    """Build dataclass ``cls`` from a nested mapping, coercing and checking every value.
+
+    Example:
+        >>> from dataclasses import dataclass, field
+        >>> @dataclass
+        ... class Recipe:
+        ...     model: Component
+        ...     lr: float = 0.1
+        ...     steps: int = 100
+        >>> r = from_dict(Recipe, {"model": {"name": "hardnet"}, "lr": "0.05"})
+        >>> r.lr, r.model.name, r.steps
+        (0.05, 'hardnet', 100)
+        >>> from_dict(Recipe, {"model": {"name": "x"}, "stepz": 1})
+        Traceback (most recent call last):
+        ...
+        lookalike.core.config.ConfigError: unknown key stepz; valid keys: lr, model, steps
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError(f"expected a dataclass type, got {cls!r}")
+    return _from_mapping(cls, dict(data or {}), "")
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML/JSON-ready structure (paths as strings, tuples as lists) of a config dataclass."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _parse_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``"a.b.c=value"`` overrides to a nested dict (values parsed as YAML scalars).
+
+    Missing intermediate mappings are created; whether a key is valid is checked later, when the
+    result is turned into the dataclass by :func:`from_dict`.
+
+    Example:
+        >>> apply_overrides({"optim": {"lr": 0.1}}, ["optim.lr=0.05", "model.kwargs.dim=64"])
+        {'optim': {'lr': 0.05}, 'model': {'kwargs': {'dim': 64}}}
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE")
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a mapping"
+                )
+            node = child
+        node[parts[-1]] = _parse_scalar(raw)
+    return data
+
+
+def load_config(
+    cls: type[T],
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+) -> T:
+    """Load a YAML recipe into ``cls``, applying dotted overrides after the file.
+
+    Args:
+        cls: the recipe dataclass.
+        path: YAML file, or ``None`` to start from the dataclass defaults.
+        overrides: ``"key.path=value"`` strings.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys, wrong types (the message lists valid keys).
+    """
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = loaded
+    data = apply_overrides(data, overrides)
+    return from_dict(cls, data)
