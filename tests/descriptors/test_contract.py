@@ -46,10 +46,13 @@ def test_constant_input_is_defined(name):
 def test_every_trainable_parameter_gets_a_gradient(name):
     model = lookalike.create("descriptor", name).train()
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    out = model(_example_input(model, 6))
+    x = _example_input(model, 6).requires_grad_(True)
+    out = model(x)
     (out * torch.randn_like(out)).sum().backward()
     missing = [n for n, p in params if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"no (finite) gradient for {missing}"
+    # every descriptor is differentiable with respect to its input (parameter-free ones included)
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", NAMES)

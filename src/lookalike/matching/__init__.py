@@ -1,1 +1,46 @@
-"""Image matching: keypoints, patches, descriptors, matchers, geometry."""
+"""Image matching: keypoints → local affine frames → patches → descriptors → matches → RANSAC.
+
+The main entry points::
+
+    from lookalike.matching import match_images
+    result = match_images("a.jpg", "b.jpg", descriptor="sift", matcher="smnn")
+    result.num_inliers, result.model
+
+Modules: :mod:`~lookalike.matching.keypoints` (detection), :mod:`~lookalike.matching.patches`
+(LAFs and pyramid patches), :mod:`~lookalike.matching.describe` (patch descriptors and OpenCV
+baselines), :mod:`~lookalike.matching.matchers` (NN/MNN/SNN/SMNN), :mod:`~lookalike.matching.geometry`
+(USAC/MAGSAC homography and fundamental matrix), :mod:`~lookalike.matching.pipeline`.
+"""
+
+from lookalike.matching.describe import Features, create_describer
+from lookalike.matching.geometry import GeometryResult, estimate_fundamental, estimate_homography
+from lookalike.matching.keypoints import Keypoints, detect_keypoints
+from lookalike.matching.matchers import Matches, match_descriptors
+from lookalike.matching.patches import SIFT_EXTENT, extract_patches, keypoints_to_laf
+from lookalike.matching.pipeline import (
+    DEFAULT_DESCRIPTOR,
+    ImageMatcher,
+    MatchResult,
+    best_shipped_descriptor,
+    match_images,
+)
+
+__all__ = [
+    "DEFAULT_DESCRIPTOR",
+    "SIFT_EXTENT",
+    "Features",
+    "GeometryResult",
+    "ImageMatcher",
+    "Keypoints",
+    "MatchResult",
+    "Matches",
+    "best_shipped_descriptor",
+    "create_describer",
+    "detect_keypoints",
+    "estimate_fundamental",
+    "estimate_homography",
+    "extract_patches",
+    "keypoints_to_laf",
+    "match_descriptors",
+    "match_images",
+]

@@ -1,0 +1,238 @@
+"""Fast inference for the patch networks: BatchNorm folding, channels-last, bfloat16, ``torch.compile``.
+
+:func:`fold_batchnorm` is a pure function; :class:`FusedPatchNet` is what
+``PatchNet.fuse_for_inference`` returns: the same descriptors as the eval-mode network, computed by a
+frozen, folded copy of it.
+
+What helps on a 2-thread AVX-512 CPU (HardNet, batch 256, ``benchmarks/patch_nets.py``): folding plus
+channels-last alone ≈ 1.2-1.3× kornia's eval-mode HardNet; ``torch.compile`` with Inductor freezing
+(weights become constants, prepacked for oneDNN, ReLU fused into the convolutions) ≈ 1.5-1.6×;
+bfloat16 weights and activations ≈ 3×, ≈ 3.2× compiled.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from torch import nn
+
+from lookalike.core.check import check_dtype, check_option, check_shape
+from lookalike.core.errors import OptionError
+from lookalike.descriptors.patch._functional import normalize_descriptors, standardize_patches
+
+__all__ = ["FusedPatchNet", "bf16_supported", "fold_batchnorm", "fold_sequential"]
+
+log = logging.getLogger(__name__)
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    r"""A new convolution equal to ``bn(conv(x))`` with ``bn`` in evaluation mode.
+
+    With :math:`s = \gamma / \sqrt{\sigma^2 + \epsilon}` (``γ = 1``, ``β = 0`` for ``affine=False``),
+    the folded weight is :math:`s \cdot W` and the bias :math:`s (b - \mu) + \beta`. The arithmetic is
+    done in float64 and cast back to the convolution's dtype. Neither input is modified.
+
+    Args:
+        conv: a ``Conv2d`` (any stride, padding, groups; with or without bias).
+        bn: a ``BatchNorm2d`` over ``conv.out_channels`` channels that tracks running statistics.
+
+    Returns:
+        A ``Conv2d`` with a bias, on the convolution's device and dtype.
+
+    Raises:
+        OptionError: ``bn`` has no running statistics or the wrong number of channels.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> conv, bn = nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4).eval()
+        >>> _ = bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+        >>> x = torch.rand(2, 1, 8, 8)
+        >>> torch.allclose(fold_batchnorm(conv, bn)(x), bn(conv(x)), atol=1e-6)
+        True
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise OptionError("bn: cannot fold a BatchNorm2d without running statistics")
+    if bn.num_features != conv.out_channels:
+        raise OptionError(
+            f"bn: expected {conv.out_channels} channels to match the convolution, got {bn.num_features}"
+        )
+    f64 = torch.float64
+    scale = (bn.running_var.to(f64) + bn.eps).rsqrt()
+    shift = -bn.running_mean.to(f64) * scale
+    if bn.affine:
+        scale = scale * bn.weight.detach().to(f64)
+        shift = shift * bn.weight.detach().to(f64) + bn.bias.detach().to(f64)
+    if conv.bias is not None:
+        shift = shift + conv.bias.detach().to(f64) * scale
+    weight = conv.weight.detach().to(f64) * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+    folded = copy.deepcopy(conv)
+    dtype = conv.weight.dtype
+    folded.weight = nn.Parameter(weight.to(dtype), requires_grad=conv.weight.requires_grad)
+    folded.bias = nn.Parameter(shift.to(dtype), requires_grad=conv.weight.requires_grad)
+    return folded
+
+
+def fold_sequential(layers: nn.Sequential) -> nn.Sequential:
+    """Copy of ``layers`` for inference: every ``Conv2d`` + ``BatchNorm2d`` pair folded, dropout removed.
+
+    Other layers are deep-copied unchanged; the result is in evaluation mode.
+
+    Example:
+        >>> from torch import nn
+        >>> seq = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Dropout(0.3))
+        >>> fold_sequential(seq)
+        Sequential(
+          (0): Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))
+          (1): ReLU()
+        )
+    """
+    out: list[nn.Module] = []
+    mods = list(layers)
+    i = 0
+    while i < len(mods):
+        mod = mods[i]
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(mod, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d):
+            out.append(fold_batchnorm(mod, nxt))
+            i += 2
+            continue
+        if not isinstance(mod, nn.Dropout | nn.Dropout2d | nn.Identity):
+            out.append(copy.deepcopy(mod))
+        i += 1
+    return nn.Sequential(*out).eval()
+
+
+def bf16_supported(device: torch.device | str | None = None) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively (CPU: oneDNN with AVX512-BF16 or AMX).
+
+    Example:
+        >>> isinstance(bf16_supported("cpu"), bool)
+        True
+    """
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # private probes missing from this torch build
+        return False
+
+
+class _FusedCore(nn.Module):
+    """Tensor-only part of :class:`FusedPatchNet` (what ``torch.compile`` sees)."""
+
+    def __init__(
+        self,
+        body: nn.Sequential,
+        head: nn.Module,
+        *,
+        kind: str,
+        eps: float,
+        dtype: torch.dtype,
+        channels_last: bool,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.kind = kind
+        self.eps = eps
+        self.dtype = dtype
+        self.channels_last = channels_last
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        x, flat = standardize_patches(patches, eps=self.eps, kind=self.kind)
+        x = x.to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        feats = self.body(x).flatten(1)
+        return normalize_descriptors(self.head(feats.float()), flat, torch.float32)
+
+
+class FusedPatchNet(nn.Module):
+    """Inference-only copy of a patch network: folded BatchNorm, optional bfloat16 and compilation.
+
+    Built by ``PatchNet.fuse_for_inference``; holds no reference to the original network.
+
+    Args:
+        body: the folded convolutional trunk.
+        head: maps the flattened float32 trunk output to the raw descriptor (e.g. a PCA).
+        kind: input standardisation, ``"std"`` or ``"instance"``
+            (see :func:`~lookalike.descriptors.patch._functional.standardize_patches`).
+        eps: its epsilon.
+        patch_size: ``P``.
+        in_channels: ``C``.
+        dim: ``D``.
+        dtype: ``torch.float32`` or ``torch.bfloat16`` for the trunk's weights and activations.
+        channels_last: run the trunk in channels-last layout.
+        compile: ``torch.compile`` the tensor computation with Inductor freezing.
+
+    Shape:
+        - Input: ``(B, C, P, P)`` floating patches.
+        - Output: ``(B, D)`` float32, rows L2-normalised.
+
+    Convention:
+        - The forward runs under ``torch.no_grad()``: no gradients, inference only.
+        - Same input checks, standardisation (float32) and flat-patch rule (all-zero row) as the network
+          it came from; the output is float32 in either trunk dtype.
+        - It is built on the device and dtype of the network's weights: fuse after ``.to(device)``.
+        - With ``compile=True`` the first call per input shape compiles (tens of seconds cold; Inductor's
+          on-disk cache makes later processes much faster) and a new batch size recompiles once with a
+          dynamic batch dimension.
+    """
+
+    def __init__(
+        self,
+        *,
+        body: nn.Sequential,
+        head: nn.Module,
+        kind: str,
+        eps: float,
+        patch_size: int,
+        in_channels: int,
+        dim: int,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = True,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        check_option(dtype, [torch.float32, torch.bfloat16], "dtype")
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.dim = dim
+        self.dtype = dtype
+        body = body.to(dtype)
+        if channels_last:
+            body = body.to(memory_format=torch.channels_last)
+        head = head.float()
+        self.core = _FusedCore(
+            body, head, kind=kind, eps=eps, dtype=dtype, channels_last=channels_last
+        )
+        self.core.eval().requires_grad_(False)
+        self.compiled = compile
+        # Kept out of the module tree so that state_dict() and repr() show the weights once.
+        self.__dict__["_runner"] = (
+            torch.compile(self.core, options={"freezing": True}) if compile else self.core
+        )
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """Describe ``(B, C, P, P)`` patches; returns ``(B, D)`` float32 unit rows (flat patch: zeros)."""
+        p = str(self.patch_size)
+        check_shape(patches, ["B", str(self.in_channels), p, p], "patches")
+        check_dtype(patches, FLOAT_DTYPES, "patches")
+        with torch.no_grad():
+            return self.__dict__["_runner"](patches)
+
+    def train(self, mode: bool = True) -> FusedPatchNet:
+        """Stay in evaluation mode: a fused network has no training behaviour."""
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}, compiled={self.compiled}"

@@ -1,0 +1,240 @@
+"""Keypoints to local affine frames (LAFs) to patches, sampled from a scale pyramid.
+
+Convention:
+    - A LAF is kornia's ``(B, N, 2, 3)`` ``[A | c]`` in pixels (centres at integers, y down). Its patch
+      covers the square ``c + A [-1, 1]^2``: cell ``(i, j)`` of a ``P x P`` patch samples
+      ``c + A (u_j, u_i)`` with ``u_k = (2k + 1) / P - 1`` (row 0 on the patch's ``-y`` side, the
+      top of an upright patch). ``s = sqrt(|det A|)`` is the patch *half-width* in pixels.
+    - OpenCV keypoint to LAF: ``s = extent * size / 2`` (``size`` is a diameter; for OpenCV's DoG
+      ``size / 2`` is the blob's sigma) and ``ori = -angle``: OpenCV's angle turns clockwise on
+      screen, kornia's orientation counter-clockwise (y points down in both).
+    - ``extent`` is the patch half-width in units of ``size / 2``. OpenCV's SIFT descriptor has
+      ``d = 4`` spatial bins of width ``3 * size / 2`` (``SIFT_DESCR_SCL_FCTR = 3``) and interpolates
+      every sample into the bins around it, so samples up to half a bin outside the 4 x 4 grid count:
+      its region is ``(d + 1) * 3 * size / 2`` wide, ``extent = (d + 1) / 2 * 3 = 7.5``
+      (:data:`SIFT_EXTENT`). kornia's (and our) SIFT descriptor divides its patch into ``d + 1`` bin
+      widths in the same way, so with :data:`SIFT_EXTENT` it sees OpenCV's region.
+    - Anti-aliasing: a patch whose sampling step ``2 s / P`` is larger than one pixel is sampled from
+      pyramid level ``floor(log2(2 s / P) + level_bias)`` (``level_bias = 0`` is kornia's choice in
+      ``extract_patches_from_pyramid``: a step between 1 and 2 level pixels; ``level_bias = 1`` samples
+      one level finer, with a step between 0.5 and 1). Levels are made with kornia's ``pyrdown``
+      (5 x 5 Gaussian, then a half-size resize) while the shorter side stays >= 16 pixels; one
+      normalised grid addresses the same points on every level.
+    - Samples outside the image read the nearest border pixel (``padding_mode="border"``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lookalike.core.check import check_positive, check_shape
+
+if TYPE_CHECKING:
+    import torch
+
+    from lookalike.matching.keypoints import Keypoints
+
+__all__ = [
+    "SIFT_EXTENT",
+    "extract_patches",
+    "image_to_tensor",
+    "keypoints_to_laf",
+    "laf_to_keypoints",
+    "pyramid_levels",
+]
+
+#: Patch half-width in units of the keypoint's ``size / 2`` that covers OpenCV's SIFT descriptor region.
+SIFT_EXTENT: float = 7.5
+
+_MIN_LEVEL_SIDE = 16
+
+
+def keypoints_to_laf(
+    kps: Keypoints, *, extent: float = SIFT_EXTENT, device: Any = None, dtype: Any = None
+) -> torch.Tensor:
+    """OpenCV-convention keypoints to kornia LAFs.
+
+    Args:
+        kps: keypoints (``size`` a diameter, ``angle`` clockwise degrees).
+        extent: patch half-width in units of ``size / 2`` (see the module Convention).
+        device: device of the result (CPU by default).
+        dtype: floating dtype of the result (float32 by default).
+
+    Returns:
+        ``(1, N, 2, 3)`` LAFs: ``A = extent * size / 2 * R(-angle)``, ``c = xy``.
+
+    Example:
+        >>> from lookalike.matching.keypoints import Keypoints
+        >>> kps = Keypoints.from_arrays([[5.0, 7.0]], size=[4.0], angle=[90.0])
+        >>> keypoints_to_laf(kps, extent=1.0).round(decimals=4).tolist()  # patch x axis points down
+        [[[[0.0, -2.0, 5.0], [2.0, 0.0, 7.0]]]]
+    """
+    import torch
+
+    check_positive(extent, "extent")
+    dtype = dtype or torch.float32
+    n = len(kps)
+    xy = torch.from_numpy(np.ascontiguousarray(kps.xy, dtype=np.float64))
+    half = torch.from_numpy(kps.size.astype(np.float64)) * (extent / 2.0)
+    ori = torch.deg2rad(-torch.from_numpy(kps.angle.astype(np.float64)))
+    cos, sin = torch.cos(ori), torch.sin(ori)
+    # kornia: A = s * [[cos, sin], [-sin, cos]] of the counter-clockwise orientation.
+    A = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
+    laf = torch.cat([A * half.view(n, 1, 1), xy.view(n, 2, 1)], dim=-1)
+    return laf.view(1, n, 2, 3).to(device=device, dtype=dtype)
+
+
+def laf_to_keypoints(
+    lafs: torch.Tensor,
+    *,
+    extent: float = SIFT_EXTENT,
+    image_size: tuple[int, int] = (0, 0),
+    response: Any = None,
+) -> Keypoints:
+    """Inverse of :func:`keypoints_to_laf` for similarity LAFs (an affine shape is lost).
+
+    Args:
+        lafs: ``(1, N, 2, 3)`` or ``(N, 2, 3)``.
+        extent: as in :func:`keypoints_to_laf`.
+        image_size: ``(H, W)`` recorded in the keypoints.
+        response: optional ``(N,)`` responses.
+
+    Returns:
+        :class:`~lookalike.matching.keypoints.Keypoints` with ``size = 2 sqrt|det A| / extent`` and
+        ``angle = -atan2(a12, a11)`` in ``[0, 360)``.
+    """
+    import torch
+
+    from lookalike.matching.keypoints import Keypoints
+
+    check_positive(extent, "extent")
+    laf = lafs.detach().reshape(-1, 2, 3).to(torch.float64).cpu()
+    det = (laf[:, 0, 0] * laf[:, 1, 1] - laf[:, 0, 1] * laf[:, 1, 0]).abs()
+    ori = torch.rad2deg(torch.atan2(laf[:, 0, 1], laf[:, 0, 0]))
+    return Keypoints.from_arrays(
+        laf[:, :, 2].numpy(),
+        size=(2.0 * det.sqrt() / extent).numpy(),
+        angle=np.mod(-ori.numpy(), 360.0),
+        response=None if response is None else np.asarray(response).reshape(-1),
+        image_size=image_size,
+    )
+
+
+def image_to_tensor(image: Any, *, device: Any = None, dtype: Any = None) -> torch.Tensor:
+    """A gray image (path, array or tensor) as a ``(1, 1, H, W)`` tensor in [0, 1].
+
+    A ``(1, 1, H, W)`` floating tensor is returned as is (moved to ``device``/``dtype`` if given).
+    """
+    import torch
+
+    if isinstance(image, torch.Tensor) and image.ndim == 4 and image.is_floating_point():
+        check_shape(image, ["1", "1", "H", "W"], "image")
+        return image.to(device=device, dtype=dtype or image.dtype)
+    from lookalike.data.images import load_image
+
+    gray = load_image(image, gray=True)
+    tensor = torch.from_numpy(np.ascontiguousarray(gray)).to(device=device)
+    return tensor.to(dtype or torch.float32).div_(255.0)[None, None]
+
+
+def pyramid_levels(image: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """Level 0 (the image) and up to ``count - 1`` ``pyrdown`` levels (shorter side >= 16 px)."""
+    from kornia.geometry.transform import pyrdown
+
+    levels = [image]
+    while len(levels) < count and min(levels[-1].shape[-2:]) // 2 >= _MIN_LEVEL_SIDE:
+        levels.append(pyrdown(levels[-1]))
+    return levels
+
+
+def _patch_grid(lafs: torch.Tensor, h: int, w: int, patch_size: int) -> torch.Tensor:
+    """``(B, N, P, P, 2)`` ``grid_sample`` coordinates (``align_corners=False``) of every cell."""
+    import torch
+
+    B, N = lafs.shape[:2]
+    u = (2.0 * torch.arange(patch_size, dtype=lafs.dtype, device=lafs.device) + 1.0) / patch_size - 1.0
+    uy, ux = torch.meshgrid(u, u, indexing="ij")
+    cells = torch.stack([ux, uy], dim=-1).view(1, 1, patch_size * patch_size, 2)
+    A = lafs[..., :2]  # (B, N, 2, 2)
+    c = lafs[..., 2]  # (B, N, 2)
+    points = cells @ A.transpose(-1, -2) + c.unsqueeze(-2)  # (B, N, P*P, 2) pixels
+    size = torch.tensor([float(w), float(h)], dtype=lafs.dtype, device=lafs.device)
+    grid = (2.0 * points + 1.0) / size - 1.0
+    return grid.view(B, N, patch_size, patch_size, 2)
+
+
+def extract_patches(
+    image: Any,
+    lafs: torch.Tensor,
+    patch_size: int = 32,
+    *,
+    pyramid: bool = True,
+    level_bias: float = 0.0,
+) -> torch.Tensor:
+    """Sample one ``P x P`` patch per LAF, from the pyramid level that avoids aliasing.
+
+    Args:
+        image: ``(B, C, H, W)`` float tensor (or a gray image as accepted by :func:`image_to_tensor`).
+        lafs: ``(B, N, 2, 3)`` LAFs in pixels of ``image`` (see the module Convention).
+        patch_size: side ``P`` of the patches.
+        pyramid: sample large LAFs from a coarser pyramid level; ``False`` samples everything from the
+            full-resolution image (aliasing, as kornia's ``extract_patches_simple``).
+        level_bias: added to ``log2(step)`` before flooring; 0 as kornia, 1 for one level finer.
+
+    Returns:
+        ``(B * N, C, P, P)`` patches in the image's dtype, on its device (values as the image's).
+
+    Raises:
+        ShapeError: bad image or LAF shapes, or different batch sizes.
+
+    Example:
+        >>> import torch
+        >>> image = torch.arange(100.0).view(1, 1, 10, 10)
+        >>> lafs = torch.tensor([[[[1.5, 0.0, 4.0], [0.0, 1.5, 5.0]]]])  # 3 x 3 crop at x=4, y=5
+        >>> extract_patches(image, lafs, 3)[0, 0].tolist()
+        [[43.0, 44.0, 45.0], [53.0, 54.0, 55.0], [63.0, 64.0, 65.0]]
+    """
+    import torch
+    import torch.nn.functional as F
+
+    check_positive(patch_size, "patch_size")
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        image = image_to_tensor(image)
+    dims = check_shape(image, ["B", "C", "H", "W"], "image")
+    check_shape(lafs, ["B", "N", "2", "3"], "lafs", dims)
+    B, C, H, W = image.shape
+    N = lafs.shape[1]
+    P = int(patch_size)
+    out = image.new_zeros(B * N, C, P, P)
+    if N == 0 or B == 0:
+        return out
+    lafs = lafs.to(device=image.device, dtype=torch.promote_types(image.dtype, torch.float32))
+    finite = torch.isfinite(lafs).flatten(2).all(-1)  # (B, N)
+    lafs = torch.where(finite[..., None, None], lafs, torch.zeros_like(lafs))
+    grid = _patch_grid(lafs, H, W, P)
+    if pyramid:
+        A = lafs[..., :2]
+        scale = (A[..., 0, 0] * A[..., 1, 1] - A[..., 0, 1] * A[..., 1, 0]).abs().sqrt()
+        step = (2.0 * scale / P).clamp(min=1e-12)
+        level = torch.floor(torch.log2(step) + level_bias).clamp(min=0).long()
+        levels = pyramid_levels(image, int(level.max()) + 1)
+        level = level.clamp(max=len(levels) - 1)
+    else:
+        levels = [image]
+        level = torch.zeros(B, N, dtype=torch.long, device=image.device)
+    sample = image.dtype if image.dtype in (torch.float32, torch.float64) else torch.float32
+    out = out.view(B, N, C, P, P)
+    for index, img in enumerate(levels):
+        for b in range(B):
+            chosen = torch.nonzero((level[b] == index) & finite[b]).view(-1)
+            if chosen.numel() == 0:
+                continue
+            g = grid[b, chosen].reshape(1, chosen.numel() * P, P, 2).to(sample)
+            values = F.grid_sample(
+                img[b : b + 1].to(sample), g, mode="bilinear", padding_mode="border", align_corners=False
+            )  # (1, C, n * P, P)
+            out[b, chosen] = values.view(C, chosen.numel(), P, P).transpose(0, 1).to(image.dtype)
+    return out.view(B * N, C, P, P)
+

@@ -1,0 +1,141 @@
+"""match_images end to end on a known warp, and every kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lookalike
+from lookalike.core.errors import DataNotFoundError, LookalikeError, OptionError
+from lookalike.data import bundled_photos
+from lookalike.data.images import ImageError, write_image
+from lookalike.eval.homography import corner_error, warp_image
+from lookalike.matching.pipeline import (
+    DEFAULT_DESCRIPTOR,
+    ImageMatcher,
+    MatchResult,
+    best_shipped_descriptor,
+    match_images,
+)
+
+H_TRUE = np.array([[0.95, 0.12, 10.0], [-0.1, 0.98, 25.0], [5e-5, -3e-5, 1.0]])
+
+
+class TinyDescriptor(nn.Module):
+    patch_size = 16
+    dim = 16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.avg_pool2d(x, 4).flatten(1)
+        return nn.functional.normalize(out - out.mean(1, keepdim=True), dim=1)
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[np.ndarray, np.ndarray]:
+    image = np.ascontiguousarray(bundled_photos(["astronaut"])[0].rgb[::2, ::2])
+    return image, warp_image(image, H_TRUE)
+
+
+@pytest.mark.parametrize("descriptor", ["opencv-sift", "kornia-sift"])
+def test_recovers_a_known_homography(pair, descriptor):
+    result = match_images(*pair, descriptor=descriptor, max_keypoints=500)
+    assert isinstance(result, MatchResult)
+    assert result.num_inliers >= 50 and result.model is not None
+    assert corner_error(result.model, H_TRUE, pair[0].shape[:2]) < 3.0
+    m = result.matches
+    assert m.dtype == np.int64 and m.shape[1] == 2
+    assert m[:, 0].max() < len(result.keypoints0) and m[:, 1].max() < len(result.keypoints1)
+    assert result.distances.shape == (result.num_matches,) and result.inliers.dtype == bool
+    assert set(result.timings) == {"detect", "describe", "match", "geometry", "total"}
+    summary = result.summary()
+    assert summary["matches"] == result.num_matches and len(summary["model"]) == 3
+
+
+def test_registered_and_module_descriptors(pair):
+    result = ImageMatcher(TinyDescriptor(), max_keypoints=300, matcher="mnn")(*pair)
+    assert result.num_matches > 0 and result.descriptor == "tinydescriptor"
+    if "sift" in lookalike.list_registered("descriptor"):
+        assert match_images(*pair, max_keypoints=300).model is not None
+
+
+def test_binary_descriptor_and_fundamental(pair):
+    result = match_images(*pair, descriptor="opencv-teblid", geometry="fundamental", max_keypoints=400)
+    assert result.geometry == "fundamental" and result.model is not None
+    assert result.num_inliers > 20
+
+
+def test_geometry_none_keeps_matches(pair):
+    result = match_images(*pair, descriptor="opencv-sift", geometry="none", max_keypoints=200)
+    assert result.model is None and result.inliers.all()
+
+
+def test_default_descriptor_is_documented():
+    assert DEFAULT_DESCRIPTOR == "sift"
+    assert best_shipped_descriptor() in {DEFAULT_DESCRIPTOR} | {
+        s for s in lookalike.list_registered("descriptor") for s in (f"{s}:bundled",)
+    }
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _no_match(result: MatchResult) -> None:
+    assert result.num_matches == 0 and result.model is None and result.num_inliers == 0
+    assert result.matches.shape == (0, 2)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.zeros((1, 1), np.uint8), np.full((64, 80), 128, np.uint8), np.zeros((3, 500), np.uint8)],
+    ids=["1x1", "flat", "thin"],
+)
+def test_images_without_keypoints_give_zero_matches(pair, image):
+    _no_match(match_images(image, pair[0], descriptor="opencv-sift"))
+    _no_match(match_images(pair[0], image, descriptor="kornia-sift"))
+
+
+def test_fewer_than_four_matches_give_no_model():
+    canvas = np.zeros((120, 120), np.uint8)
+    canvas[40:60, 50:70] = 255  # one square: a handful of keypoints
+    result = match_images(canvas, canvas, descriptor="opencv-sift", matcher="mnn", max_keypoints=3)
+    assert 0 < result.num_matches < 4
+    assert result.model is None and not result.inliers.any()
+
+
+def test_gray_rgba_and_sixteen_bit_inputs(pair):
+    rgb, warped = pair
+    gray = rgb[..., 0]
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    deep = gray.astype(np.uint16) * 257
+    results = [
+        match_images(x, warped, descriptor="opencv-sift", max_keypoints=300)
+        for x in (gray, rgba, deep, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
+    ]
+    assert all(r.model is not None for r in results)
+
+
+def test_files(tmp_path, pair):
+    a = write_image(tmp_path / "a.png", pair[0])
+    b = write_image(tmp_path / "b.jpg", pair[1])
+    assert match_images(a, str(b), descriptor="opencv-sift", max_keypoints=300).model is not None
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.jpg").write_text("not an image")
+    with pytest.raises(ImageError):
+        match_images(tmp_path / "empty.png", a, descriptor="opencv-sift")
+    with pytest.raises(ImageError):
+        match_images(a, tmp_path / "junk.jpg", descriptor="opencv-sift")
+    with pytest.raises(DataNotFoundError):
+        match_images(tmp_path / "missing.png", a, descriptor="opencv-sift")
+
+
+def test_bad_options(pair):
+    with pytest.raises(OptionError):
+        ImageMatcher("opencv-sift", matcher="best")
+    with pytest.raises(OptionError):
+        ImageMatcher("opencv-sift", detector="fast")
+    with pytest.raises(OptionError):
+        ImageMatcher("opencv-sift", geometry="affine")
+    with pytest.raises(LookalikeError):
+        ImageMatcher("nonexistent-descriptor")
