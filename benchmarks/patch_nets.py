@@ -6,7 +6,8 @@ round, so that load from other processes hits them alike; the ratio to kornia is
 round and its median reported, next to the ratio of the best rates (interference only ever slows a
 measurement down, so the best of several is the least disturbed). The first call of each candidate
 is timed separately (for compiled candidates it includes compilation; Inductor's on-disk cache
-makes a second run start faster).
+makes a second run start faster). Compiled candidates use ``dynamic=False``: one static graph per
+batch size (the fixed-batch use case); ``--dynamic`` measures the default dynamic-batch graph instead.
 
 Usage::
 
@@ -42,7 +43,9 @@ class Candidate:
     agreement: dict[int, str] = field(default_factory=dict)
 
 
-def build(net_name: str, seed: int, compile: bool) -> tuple[list[Candidate], Callable]:
+def build(
+    net_name: str, seed: int, compile: bool, dynamic: bool | None
+) -> tuple[list[Candidate], Callable]:
     import kornia.feature as KF
 
     torch.manual_seed(seed)
@@ -74,14 +77,18 @@ def build(net_name: str, seed: int, compile: bool) -> tuple[list[Candidate], Cal
     ]
     if compile:
         cands.append(
-            Candidate("fused float32 + compile", ours.fuse_for_inference(compile=True), "float32")
+            Candidate(
+                "fused float32 + compile",
+                ours.fuse_for_inference(compile=True, dynamic=dynamic),
+                "float32",
+            )
         )
     if bf16_supported("cpu"):
         cands.append(
             Candidate("fused bfloat16", ours.fuse_for_inference(dtype=torch.bfloat16), "bfloat16")
         )
         if compile:
-            fused = ours.fuse_for_inference(dtype=torch.bfloat16, compile=True)
+            fused = ours.fuse_for_inference(dtype=torch.bfloat16, compile=True, dynamic=dynamic)
             cands.append(Candidate("fused bfloat16 + compile", fused, "bfloat16"))
     return cands, kornia_fn
 
@@ -106,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls after the first")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile candidates")
+    parser.add_argument(
+        "--dynamic", action="store_true", help="compile with dynamic=None (dynamic batch dimension)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -114,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
 
     console = Console(width=180)
     torch.set_num_threads(args.threads)
-    cands, kornia_fn = build(args.net, args.seed, not args.no_compile)
+    cands, kornia_fn = build(
+        args.net, args.seed, not args.no_compile, None if args.dynamic else False
+    )
     gen = torch.Generator().manual_seed(args.seed)
     for batch in args.batch_sizes:
         x = torch.rand(batch, 1, 32, 32, generator=gen)
@@ -141,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     table = Table(
         title=(
             f"{args.net}: patches/s, {args.threads} threads, {args.rounds} interleaved rounds of "
-            f"≥ {args.min_time}s (torch {torch.__version__}, CPU {torch.backends.cpu.get_cpu_capability()})"
+            f"≥ {args.min_time}s, compile dynamic={None if args.dynamic else False} "
+            f"(torch {torch.__version__}, CPU {torch.backends.cpu.get_cpu_capability()})"
         )
     )
     columns = (

@@ -5,6 +5,11 @@ under ``torch.no_grad()``, after a warm-up. The two are timed in alternation, ro
 that load from other processes hits both alike; the table reports the median throughput of each and
 the median (and range) of the per-round speed-ups.
 
+On a shared, oversubscribed CPU, OpenMP's default spin-waiting makes multi-threaded timings of both
+libraries erratic (a worker spins while the thread it waits for is descheduled), so the script sets
+``OMP_WAIT_POLICY=passive`` unless told otherwise (``--omp-wait-policy default`` keeps the
+environment as it is). The policy is printed in the title.
+
 Usage::
 
     .venv/bin/python benchmarks/sift.py --batch 256 2048 --patch-size 32 41 --repeats 7 --threads 2
@@ -14,20 +19,20 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import kornia
-import torch
-from rich.console import Console
-from rich.table import Table
-
-from lookalike.descriptors.patch.sift import SIFTDescriptor
+if TYPE_CHECKING:  # torch is imported in main(), after OMP_WAIT_POLICY is set
+    import torch
 
 
 def _timed(fn: Callable[[], torch.Tensor], calls: int, device: torch.device) -> float:
     """Seconds per call of ``fn`` averaged over ``calls`` calls."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
@@ -53,6 +58,11 @@ def run(
     budget: float,
     device: torch.device,
 ) -> dict[str, float]:
+    import kornia
+    import torch
+
+    from lookalike.descriptors.patch.sift import SIFTDescriptor
+
     gen = torch.Generator().manual_seed(batch * 1000 + patch_size)
     x = torch.rand(batch, 1, patch_size, patch_size, generator=gen).to(device)
     ours = SIFTDescriptor(patch_size=patch_size, rootsift=rootsift).to(device).eval()
@@ -86,11 +96,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[256, 2048])
     parser.add_argument("--patch-size", type=int, nargs="+", default=[32, 41])
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per setting")
-    parser.add_argument("--budget", type=float, default=0.5, help="seconds per timed round and side")
+    parser.add_argument(
+        "--budget", type=float, default=0.5, help="seconds per timed round and side"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rootsift", action="store_true", help="time RootSIFT instead of SIFT")
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=["passive", "active", "default"],
+        default="passive",
+        help="OMP_WAIT_POLICY for the run ('default': leave the environment alone)",
+    )
     args = parser.parse_args(argv)
+    if args.omp_wait_policy != "default":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -98,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     table = Table(
         title=(
             f"SIFT{' (RootSIFT)' if args.rootsift else ''} patches/s on {device.type}, "
-            f"{torch.get_num_threads()} threads, float32, no_grad; medians of {args.repeats} rounds"
+            f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={policy}), float32, no_grad; "
+            f"medians of {args.repeats} rounds"
         )
     )
     for column in ("P", "batch", "kornia", "lookalike", "speed-up", "range", "max |diff|"):

@@ -30,7 +30,9 @@ def test_homography_with_outliers(method):
     p0, p1, good = _correspondences()
     fit = estimate_homography(p0, p1, method=method)
     assert fit.model is not None and fit.model[2, 2] == pytest.approx(1.0)
-    err = np.linalg.norm(project_points(fit.model, p0[good]) - project_points(H_TRUE, p0[good]), axis=1)
+    err = np.linalg.norm(
+        project_points(fit.model, p0[good]) - project_points(H_TRUE, p0[good]), axis=1
+    )
     assert err.mean() < 1.0
     assert (fit.inliers == good).mean() > 0.95
 

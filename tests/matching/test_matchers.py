@@ -40,9 +40,9 @@ def _brute_force(a, b, method, th, metric="l2"):
         j = order[0]
         if method in ("mnn", "smnn") and np.argmin(D[:, j]) != i:
             continue
-        if method in ("snn", "smnn"):
-            if len(order) < 2 or not D[i, order[0]] / D[i, order[1]] <= th:
-                continue
+        uses_ratio = method in ("snn", "smnn")
+        if uses_ratio and (len(order) < 2 or not D[i, order[0]] / D[i, order[1]] <= th):
+            continue
         if method == "smnn":
             col = np.sort(D[:, j])
             if len(col) < 2 or not col[0] / col[1] <= th:
@@ -106,7 +106,9 @@ def test_hamming_matches_opencv_bfmatcher():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (60, 32), dtype=np.uint8)
     b = a.copy()
-    flip = rng.integers(0, 256, b.shape, dtype=np.uint8) & rng.integers(0, 256, b.shape, dtype=np.uint8)
+    flip = rng.integers(0, 256, b.shape, dtype=np.uint8) & rng.integers(
+        0, 256, b.shape, dtype=np.uint8
+    )
     b = np.bitwise_xor(b, flip & 0x11)[::-1].copy()
     ours = match_descriptors(a, b, "mnn", metric="hamming")
     cv = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(a, b)
@@ -141,6 +143,15 @@ def test_empty_and_too_small(method):
         assert len(match_descriptors(a, b[:1], method)) == 0
     got = match_descriptors(a[:0], b[:0], method)
     assert got.indices.shape == (0, 2) and got.indices.dtype == torch.long
+
+
+@pytest.mark.parametrize("unit", [False, True], ids=["raw", "unit"])
+def test_duplicate_descriptors_give_one_match_per_column(unit):
+    a, b = _data(20, 20, d=8, unit=unit)
+    a = torch.cat([a, a[:5]])  # exact duplicates: tied distances
+    got = match_descriptors(a, b, "mnn", block_size=4)
+    cols = got.indices[:, 1].tolist()
+    assert len(cols) == len(set(cols)) and len(got) >= 5
 
 
 def test_zero_distance_ties_fail_the_ratio_test():

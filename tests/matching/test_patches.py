@@ -63,7 +63,9 @@ def test_opencv_angle_turns_patch_x_axis_clockwise_on_screen():
     ys = 50 + t * np.sin(np.deg2rad(angle))  # y down: positive angle goes down-right
     image[np.round(ys).astype(int), np.round(xs).astype(int)] = 1.0
     kps = Keypoints.from_arrays([[50.0, 50.0]], size=[16.0], angle=[angle])
-    patch = extract_patches(torch.from_numpy(image)[None, None], keypoints_to_laf(kps, extent=5.0), 21)
+    patch = extract_patches(
+        torch.from_numpy(image)[None, None], keypoints_to_laf(kps, extent=5.0), 21
+    )
     row = patch[0, 0, 10]  # the middle row runs along the patch x axis
     assert row[11:].mean() > 0.3 and row[:9].mean() < 0.05
 

@@ -61,7 +61,9 @@ def test_registered_and_module_descriptors(pair):
 
 
 def test_binary_descriptor_and_fundamental(pair):
-    result = match_images(*pair, descriptor="opencv-teblid", geometry="fundamental", max_keypoints=400)
+    result = match_images(
+        *pair, descriptor="opencv-teblid", geometry="fundamental", max_keypoints=400
+    )
     assert result.geometry == "fundamental" and result.model is not None
     assert result.num_inliers > 20
 

@@ -37,8 +37,14 @@ def test_resume_continues_exactly(tmp_path, opt_name):
     # interrupted: 3 steps, checkpoint, restore into fresh objects, 3 more
     model, opt = _model_and_opt(name=opt_name)
     _steps(model, opt, 3, seed=1)
-    path = save_checkpoint(tmp_path / "c.safetensors", model, opt, step=3,
-                           history={"loss": [1.0, 0.5, 0.25]}, training={"recipe": {"x": 1}})
+    path = save_checkpoint(
+        tmp_path / "c.safetensors",
+        model,
+        opt,
+        step=3,
+        history={"loss": [1.0, 0.5, 0.25]},
+        training={"recipe": {"x": 1}},
+    )
     fresh, fresh_opt = _model_and_opt(seed=99, name=opt_name)
     step, history = load_checkpoint(path, fresh, fresh_opt)
     assert step == 3 and history == {"loss": [1.0, 0.5, 0.25]}

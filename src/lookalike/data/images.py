@@ -30,10 +30,10 @@ from lookalike.core.errors import DataNotFoundError, LookalikeError
 __all__ = [
     "ImageError",
     "ImageLike",
+    "load_image",
     "read_image",
     "to_gray",
     "to_rgb",
-    "load_image",
     "write_image",
 ]
 

@@ -110,7 +110,9 @@ def match_accuracy(
     """
     p0, p1 = _xy(points0, "points0"), _xy(points1, "points1")
     if p0.shape != p1.shape:
-        raise ShapeError(f"points0 and points1: expected equal shapes, got {p0.shape} and {p1.shape}")
+        raise ShapeError(
+            f"points0 and points1: expected equal shapes, got {p0.shape} and {p1.shape}"
+        )
     thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if p0.shape[0] == 0:
         return np.zeros(thr.shape[0])
@@ -223,7 +225,9 @@ def evaluate_pair(
     p1 = features1.keypoints.xy[idx[:, 1]]
     mma = match_accuracy(p0, p1, H, thresholds)
     est_idx, _ = matcher.match_features(features0, features1)
-    fit = matcher.verify(features0.keypoints.xy[est_idx[:, 0]], features1.keypoints.xy[est_idx[:, 1]])
+    fit = matcher.verify(
+        features0.keypoints.xy[est_idx[:, 0]], features1.keypoints.xy[est_idx[:, 1]]
+    )
     model = fit.model if fit.kind == "homography" else None
     return PairResult(
         sequence=sequence,
@@ -275,7 +279,9 @@ class MatchingReport:
         names = {_group(p.sequence) for ps in self.pairs.values() for p in ps}
         return sorted(names)
 
-    def summary(self, descriptor: str, *, group: str | None = None, sequence: str | None = None) -> dict:
+    def summary(
+        self, descriptor: str, *, group: str | None = None, sequence: str | None = None
+    ) -> dict:
         """Summary over all pairs of ``descriptor``, or one data set / one sequence."""
         pairs = self.pairs[descriptor]
         if group is not None:
@@ -285,7 +291,11 @@ class MatchingReport:
         return summarize(pairs)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"thresholds": list(self.thresholds), "config": self.config, "descriptors": {}}
+        out: dict[str, Any] = {
+            "thresholds": list(self.thresholds),
+            "config": self.config,
+            "descriptors": {},
+        }
         for name, pairs in self.pairs.items():
             sequences = sorted({p.sequence for p in pairs})
             out["descriptors"][name] = {
@@ -294,7 +304,10 @@ class MatchingReport:
                 "sequences": {s: self.summary(name, sequence=s) for s in sequences},
                 "seconds": round(self.seconds.get(name, 0.0), 2),
                 "pairs": [
-                    {**asdict(p), "corner_error": p.corner_error if np.isfinite(p.corner_error) else None}
+                    {
+                        **asdict(p),
+                        "corner_error": p.corner_error if np.isfinite(p.corner_error) else None,
+                    }
                     for p in pairs
                 ],
             }
@@ -339,12 +352,19 @@ class MatchingReport:
             for name in self.descriptors:
                 s = self.summary(name, sequence=seq)
                 cells.append(
-                    f"{s['mma'][i3]:.2f} / {s['homography_accuracy']['3']:.2f}" if s["pairs"] else "-"
+                    f"{s['mma'][i3]:.2f} / {s['homography_accuracy']['3']:.2f}"
+                    if s["pairs"]
+                    else "-"
                 )
             lines.append(f"| {seq} | " + " | ".join(cells) + " |")
         if self.config:
             lines += ["", "## Settings", "", "```json", json.dumps(self.config, indent=2), "```"]
         return "\n".join(lines) + "\n"
+
+
+def _detector_key(matcher: ImageMatcher) -> tuple:
+    options = tuple(sorted((k, repr(v)) for k, v in matcher.detector_options.items()))
+    return (matcher.detector, matcher.max_keypoints, matcher.upright, options)
 
 
 def evaluate_matching(
@@ -355,6 +375,9 @@ def evaluate_matching(
     progress: Callable[[str, str], None] | None = None,
 ) -> MatchingReport:
     """Run the protocol for every matcher over every pair of every sequence.
+
+    Matchers with the same detector settings describe the same keypoints (detected once per image;
+    the detection time is counted for the first of them only).
 
     Args:
         sequences: homography sequences (:func:`lookalike.data.sequences.find_sequences`).
@@ -379,14 +402,24 @@ def evaluate_matching(
         report.seconds[label] = 0.0
     for seq in seqs:
         images = [seq.load(i, gray=True) for i in range(len(seq.images))]
+        keypoints: dict[tuple, list[Any]] = {}  # detector settings -> keypoints of each image
         for label, matcher in matchers.items():
             start = time.perf_counter()
-            feats = [matcher.features(image) for image in images]
+            key = _detector_key(matcher)
+            if key not in keypoints:
+                keypoints[key] = [matcher.detect(image) for image in images]
+            feats = [matcher.features(im, kp) for im, kp in zip(images, keypoints[key])]
             for _, k, H in seq.pairs():
                 report.pairs[label].append(
                     evaluate_pair(
-                        matcher, feats[0], feats[k], H, images[0].shape[:2],
-                        sequence=seq.name, index=k, thresholds=thresholds,
+                        matcher,
+                        feats[0],
+                        feats[k],
+                        H,
+                        images[0].shape[:2],
+                        sequence=seq.name,
+                        index=k,
+                        thresholds=thresholds,
                     )
                 )
             report.seconds[label] += time.perf_counter() - start

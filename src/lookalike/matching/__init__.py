@@ -9,10 +9,12 @@ The main entry points::
 Modules: :mod:`~lookalike.matching.keypoints` (detection), :mod:`~lookalike.matching.patches`
 (LAFs and pyramid patches), :mod:`~lookalike.matching.describe` (patch descriptors and OpenCV
 baselines), :mod:`~lookalike.matching.matchers` (NN/MNN/SNN/SMNN), :mod:`~lookalike.matching.geometry`
-(USAC/MAGSAC homography and fundamental matrix), :mod:`~lookalike.matching.pipeline`.
+(USAC/MAGSAC homography and fundamental matrix), :mod:`~lookalike.matching.pipeline`,
+:mod:`~lookalike.matching.draw` (pictures of matches).
 """
 
 from lookalike.matching.describe import Features, create_describer
+from lookalike.matching.draw import draw_matches
 from lookalike.matching.geometry import GeometryResult, estimate_fundamental, estimate_homography
 from lookalike.matching.keypoints import Keypoints, detect_keypoints
 from lookalike.matching.matchers import Matches, match_descriptors
@@ -37,6 +39,7 @@ __all__ = [
     "best_shipped_descriptor",
     "create_describer",
     "detect_keypoints",
+    "draw_matches",
     "estimate_fundamental",
     "estimate_homography",
     "extract_patches",

@@ -116,7 +116,9 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def describe_patches(model: nn.Module, patches: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+def describe_patches(
+    model: nn.Module, patches: torch.Tensor, *, batch_size: int = 512
+) -> torch.Tensor:
     """Run a patch descriptor over ``(N, 1, P, P)`` patches in batches, without gradients.
 
     Returns:
@@ -141,14 +143,11 @@ def describe_patches(model: nn.Module, patches: torch.Tensor, *, batch_size: int
             for start in range(0, patches.shape[0], batch_size):
                 batch = patches[start : start + batch_size].to(device=device, dtype=torch.float32)
                 outputs.append(model(batch).float())
+            if not outputs:  # no patch: one blank patch tells the width
+                blank = torch.zeros(1, *patches.shape[1:], device=device)
+                return model(blank).float()[:0]
     finally:
         model.train(was_training)
-    if not outputs:  # no patch: run one blank patch to learn the width
-        shape = (1, *patches.shape[1:]) if patches.ndim == 4 else (1, 1, 32, 32)
-        with torch.no_grad():
-            dim = model.eval()(torch.zeros(shape, device=device)).shape[-1]
-        model.train(was_training)
-        return torch.zeros(0, int(dim), device=device)
     return torch.nn.functional.normalize(torch.cat(outputs), dim=1)
 
 
@@ -159,7 +158,7 @@ class PatchDescriber:
         model: an ``nn.Module`` mapping ``(B, 1, P, P)`` in [0, 1] to ``(B, D)``, with ``patch_size``.
         name: label for reports.
         extent: patch half-width in units of ``size / 2`` (see the module Convention).
-        batch_size: patches per forward pass (and per extraction chunk).
+        batch_size: patches per forward pass.
         level_bias: pyramid level bias of :func:`~lookalike.matching.patches.extract_patches`.
     """
 
@@ -171,7 +170,7 @@ class PatchDescriber:
         *,
         name: str | None = None,
         extent: float | None = None,
-        batch_size: int = 512,
+        batch_size: int = 1024,
         level_bias: float = 0.0,
     ) -> None:
         self.model = model.eval()
@@ -197,25 +196,8 @@ class PatchDescriber:
 
     def __call__(self, image: Any, keypoints: Keypoints) -> Features:
         """Describe every keypoint (none is dropped)."""
-        import torch
-
-        from lookalike.matching.patches import extract_patches, image_to_tensor, keypoints_to_laf
-
-        device = _model_device(self.model)
-        tensor = image_to_tensor(image, device=device)
-        lafs = keypoints_to_laf(keypoints, extent=self.extent, device=device)
-        chunks = []
-        for start in range(0, len(keypoints), self.batch_size):
-            patches = extract_patches(
-                tensor, lafs[:, start : start + self.batch_size], self.patch_size,
-                level_bias=self.level_bias,
-            )
-            chunks.append(describe_patches(self.model, patches, batch_size=self.batch_size))
-        if chunks:
-            desc = torch.cat(chunks)
-        else:
-            desc = describe_patches(self.model, torch.zeros(0, 1, self.patch_size, self.patch_size))
-        return Features(keypoints, desc, "l2")
+        patches = self.patches(image, keypoints)
+        return Features(keypoints, describe_patches(self.model, patches, batch_size=self.batch_size))
 
 
 def available_opencv_descriptors() -> dict[str, bool]:
@@ -262,7 +244,12 @@ class OpenCVDescriber:
             )
         kwargs = {**defaults, **options}
         if kind == "orb":
-            kwargs = {"nlevels": _ORB_LEVELS, "scaleFactor": _ORB_SCALE, "patchSize": _ORB_PATCH, **kwargs}
+            kwargs = {
+                "nlevels": _ORB_LEVELS,
+                "scaleFactor": _ORB_SCALE,
+                "patchSize": _ORB_PATCH,
+                **kwargs,
+            }
         self.kind = kind
         self.name = f"opencv-{kind}"
         self.extractor = getattr(owner, factory)(**kwargs)
@@ -295,7 +282,9 @@ class OpenCVDescriber:
         width = 32 if self.metric == "hamming" else {"vgg": 120}.get(self.kind, 128)
         dtype = np.uint8 if self.metric == "hamming" else np.float32
         if len(keypoints) == 0:
-            return Features(keypoints, torch.from_numpy(np.zeros((0, width), dtype=dtype)), self.metric)
+            return Features(
+                keypoints, torch.from_numpy(np.zeros((0, width), dtype=dtype)), self.metric
+            )
         kept, desc = self.extractor.compute(gray, self._cv_keypoints(keypoints))
         if desc is None or len(kept) == 0:
             return Features(
@@ -307,7 +296,9 @@ class OpenCVDescriber:
         order = np.argsort(index, kind="stable")
         index, desc = index[order], desc[order]
         if self.metric == "hamming":
-            return Features(keypoints.subset(index), torch.from_numpy(np.ascontiguousarray(desc)), "hamming")
+            return Features(
+                keypoints.subset(index), torch.from_numpy(np.ascontiguousarray(desc)), "hamming"
+            )
         desc = desc.astype(np.float32)
         if self.kind == "rootsift":
             desc = np.sqrt(desc / np.maximum(desc.sum(axis=1, keepdims=True), 1e-12))
@@ -357,7 +348,9 @@ def create_describer(spec: Any, **options: Any) -> PatchDescriber | OpenCVDescri
         raise OptionError(f"descriptor: expected a name or an nn.Module, got {spec!r}")
     elif spec.startswith("opencv-"):
         if patch_opts or device is not None:
-            raise OptionError(f"{spec}: options {sorted(patch_opts)} apply to patch descriptors only")
+            raise OptionError(
+                f"{spec}: options {sorted(patch_opts)} apply to patch descriptors only"
+            )
         return OpenCVDescriber(spec.removeprefix("opencv-"), **options)
     elif spec in ("kornia-sift", "kornia-rootsift"):
         if options:

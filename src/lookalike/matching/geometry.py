@@ -82,7 +82,9 @@ def _check(points0: Any, points1: Any, method: str, threshold: float) -> tuple[n
     check_positive(threshold, "threshold")
     p0, p1 = _points(points0, "points0"), _points(points1, "points1")
     if p0.shape != p1.shape:
-        raise ShapeError(f"points0 and points1: expected equal shapes, got {p0.shape} and {p1.shape}")
+        raise ShapeError(
+            f"points0 and points1: expected equal shapes, got {p0.shape} and {p1.shape}"
+        )
     return p0, p1
 
 
@@ -127,7 +129,12 @@ def estimate_homography(
         return none
     try:
         H, mask = cv2.findHomography(
-            p0, p1, _cv_method(method), float(threshold), maxIters=int(max_iters), confidence=confidence
+            p0,
+            p1,
+            _cv_method(method),
+            float(threshold),
+            maxIters=int(max_iters),
+            confidence=confidence,
         )
     except cv2.error as exc:  # degenerate configurations can raise inside USAC
         log.debug("findHomography failed: %s", exc)
@@ -177,7 +184,9 @@ def estimate_fundamental(
     return GeometryResult(F, mask.reshape(-1).astype(bool), "fundamental")
 
 
-def estimate_geometry(points0: Any, points1: Any, kind: str = "homography", **options: Any) -> GeometryResult:
+def estimate_geometry(
+    points0: Any, points1: Any, kind: str = "homography", **options: Any
+) -> GeometryResult:
     """Dispatch to :func:`estimate_homography`/:func:`estimate_fundamental`; ``"none"`` fits nothing.
 
     With ``kind="none"`` every match counts as an inlier and the model is ``None``.

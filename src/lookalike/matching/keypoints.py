@@ -128,9 +128,7 @@ class Keypoints:
         import cv2
 
         return [
-            cv2.KeyPoint(
-                float(x), float(y), float(s), float(a), float(r), int(o), int(i)
-            )
+            cv2.KeyPoint(float(x), float(y), float(s), float(a), float(r), int(o), int(i))
             for i, ((x, y), s, a, r, o) in enumerate(
                 zip(self.xy, self.size, self.angle, self.response, self.octave)
             )
@@ -156,7 +154,12 @@ class Keypoints:
         _, first = np.unique(key, axis=0, return_index=True)
         kept = self.subset(np.sort(first))
         return Keypoints(
-            kept.xy, kept.size, np.zeros_like(kept.angle), kept.response, kept.octave, self.image_size
+            kept.xy,
+            kept.size,
+            np.zeros_like(kept.angle),
+            kept.response,
+            kept.octave,
+            self.image_size,
         )
 
     def strongest(self, budget: int | None) -> Keypoints:
@@ -319,4 +322,3 @@ def detect_keypoints(
         kps = _detect_hessian(gray, max_keypoints or 8000, dict(options))
     kps = kps.strongest(max_keypoints)
     return kps if upright else _orient(gray, kps)
-

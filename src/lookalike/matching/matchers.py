@@ -2,7 +2,7 @@
 
 The distance matrix is never held whole: rows of ``desc0`` are processed in blocks, each block's
 best (and second best) neighbours are kept for rows and merged across blocks for columns, so
-20 000 x 20 000 descriptors match in a few tens of megabytes. On the CPU, very large sets can go
+20 000 x 20 000 descriptors match in well under 100 megabytes. On the CPU, very large sets can go
 through faiss's exact flat index instead (``backend="faiss"``).
 
 Convention:
@@ -17,7 +17,8 @@ Convention:
     - The ratio test keeps ``ratio <= ratio_threshold`` (a tie passes), as kornia. It needs a second
       neighbour: ``snn`` returns nothing when ``desc1`` has fewer than 2 rows, ``smnn`` when either set
       has fewer than 2 rows. Two neighbours at distance 0 give ratio NaN, which fails.
-    - Empty inputs (of any width) give zero matches. Equal distances are tie-broken as ``torch.max`` does.
+    - Empty inputs (of any width) give zero matches. Exact ties between distances are broken
+      arbitrarily.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from lookalike.core.errors import OptionError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MATCHERS", "METRICS", "DEFAULT_RATIO", "Matches", "match_descriptors"]
+__all__ = ["DEFAULT_RATIO", "MATCHERS", "METRICS", "Matches", "match_descriptors"]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,10 @@ BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss")
 #: Default ratio thresholds (kornia's): Lowe's 0.8 one way, 0.95 for the symmetric test.
 DEFAULT_RATIO: dict[str, float] = {"snn": 0.8, "smnn": 0.95}
 
-_BLOCK_BYTES = 16 * 1024 * 1024  # one block of scores: stays in cache
-_FAISS_MIN_PAIRS = 20_000 * 20_000  # "auto" uses faiss on CPU from this many pairs on (if installed)
+_BLOCK_BYTES = 32 * 1024 * 1024  # one block of scores, about the size of a last-level cache
+_FAISS_MIN_PAIRS = (
+    20_000 * 20_000
+)  # "auto" uses faiss on CPU from this many pairs on (if installed)
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,10 @@ def _top_torch(
     """Squared distances and indices of the ``k`` nearest neighbours, both directions, blockwise.
 
     One matrix product per block of rows; the block's row and column maxima are taken while it
-    is still in cache (a block of about 16 MB), and column maxima are merged across blocks.
+    is still in cache (a block of about 32 MB), and column maxima are merged across blocks.
 
-    Returns ``(d2_rows (N0, k_rows), idx_rows, d2_cols (N1, k_cols), idx_cols)``.
+    Returns ``(d2_rows (N0, k_rows), idx_rows, d2_cols (N1, k_cols), idx_cols)``; for
+    ``k_cols == 1`` only ``idx_cols`` (the owner row of each column, -1 if none is mutual) is filled.
     """
     import torch
 
@@ -177,6 +181,7 @@ def _top_torch(
     row_vals = x.new_empty(n0, k_rows)
     row_idx = torch.empty(n0, k_rows, dtype=torch.long, device=x.device)
     col_best: tuple[torch.Tensor, torch.Tensor] | None = None
+    col_max: torch.Tensor | None = None
     yt = y.t()
     buffer = x.new_empty(block_size, n1)
     ny_row = ny.unsqueeze(0)
@@ -196,17 +201,28 @@ def _top_torch(
         if k_cols > 0:
             if not unit:
                 score.add_(ny_row).sub_(nx[start:stop].unsqueeze(1))
-            kk = min(k_cols, stop - start)
-            if kk == 1:
-                cv, ci = score.max(dim=0, keepdim=True)
+            if k_cols == 1:  # values only (twice as fast as max with indices), owner found below
+                cmax = score.amax(dim=0)
+                col_max = cmax if col_max is None else torch.maximum(col_max, cmax)
             else:
+                kk = min(k_cols, stop - start)
                 cv, ci = torch.topk(score, kk, dim=0, sorted=True)
-            col_best = _merge_top(col_best, cv, ci + start, k_cols)
+                col_best = _merge_top(col_best, cv, ci + start, k_cols)
     # scores back to squared distances
     if unit:
         d2_rows = (nx.unsqueeze(1) + ny[row_idx] - 2.0 * row_vals).clamp_(min=0)
     else:
         d2_rows = (nx.unsqueeze(1) - row_vals).clamp_(min=0)
+    if col_max is not None:
+        # Row i is the best of column j = nn(i) iff its column score reaches the column maximum
+        # (the same float, computed by the same operations); the first such row owns the column.
+        nn01 = row_idx[:, 0]
+        mine = row_vals[:, 0] if unit else (row_vals[:, 0] + ny[nn01]) - nx
+        rows = torch.arange(n0, device=x.device)[mine >= col_max[nn01]]
+        owner = torch.full((n1,), n0, dtype=torch.long, device=x.device)
+        owner.scatter_reduce_(0, nn01[rows], rows, reduce="amin")
+        owner[owner == n0] = -1
+        return d2_rows, row_idx, d2_rows.new_zeros(n1, 0), owner.unsqueeze(1)
     if col_best is None:
         return d2_rows, row_idx, d2_rows.new_zeros(n1, 0), row_idx.new_zeros(n1, 0)
     cv, ci = col_best[0].t(), col_best[1].t()
@@ -276,7 +292,7 @@ def match_descriptors(
             ways).
         metric: ``"l2"``, ``"cosine"`` or ``"hamming"`` (see the module Convention).
         ratio_threshold: for ``snn``/``smnn`` (default :data:`DEFAULT_RATIO`: 0.8 and 0.95).
-        block_size: rows of ``desc0`` per block (default: a block of about 16 MB, at least 64 rows).
+        block_size: rows of ``desc0`` per block (default: a block of about 32 MB, at least 64 rows).
         backend: ``"torch"`` (blockwise, any device), ``"faiss"`` (exact flat index, CPU) or
             ``"auto"`` (faiss for CPU sets of at least 20 000 x 20 000 when faiss is installed).
 
@@ -327,7 +343,10 @@ def match_descriptors(
         return empty
     k_rows, k_cols = need[0], (0 if method in ("nn", "snn") else need[1])
     use_faiss = backend == "faiss" or (
-        backend == "auto" and x.device.type == "cpu" and n0 * n1 >= _FAISS_MIN_PAIRS and _has_faiss()
+        backend == "auto"
+        and x.device.type == "cpu"
+        and n0 * n1 >= _FAISS_MIN_PAIRS
+        and _has_faiss()
     )
     if use_faiss:
         d2r, ir, d2c, ic = _top_faiss(x, y, k_rows, k_cols)

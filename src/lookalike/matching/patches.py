@@ -154,7 +154,9 @@ def _patch_grid(lafs: torch.Tensor, h: int, w: int, patch_size: int) -> torch.Te
     import torch
 
     B, N = lafs.shape[:2]
-    u = (2.0 * torch.arange(patch_size, dtype=lafs.dtype, device=lafs.device) + 1.0) / patch_size - 1.0
+    u = (
+        2.0 * torch.arange(patch_size, dtype=lafs.dtype, device=lafs.device) + 1.0
+    ) / patch_size - 1.0
     uy, ux = torch.meshgrid(u, u, indexing="ij")
     cells = torch.stack([ux, uy], dim=-1).view(1, 1, patch_size * patch_size, 2)
     A = lafs[..., :2]  # (B, N, 2, 2)
@@ -233,8 +235,11 @@ def extract_patches(
                 continue
             g = grid[b, chosen].reshape(1, chosen.numel() * P, P, 2).to(sample)
             values = F.grid_sample(
-                img[b : b + 1].to(sample), g, mode="bilinear", padding_mode="border", align_corners=False
+                img[b : b + 1].to(sample),
+                g,
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=False,
             )  # (1, C, n * P, P)
             out[b, chosen] = values.view(C, chosen.numel(), P, P).transpose(0, 1).to(image.dtype)
     return out.view(B * N, C, P, P)
-

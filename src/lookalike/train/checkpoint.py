@@ -15,7 +15,7 @@ from torch import nn
 
 from lookalike.core.weights import WeightsError, read_weights, save_weights
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["load_checkpoint", "save_checkpoint"]
 
 _PREFIX = "optim/"
 
@@ -70,7 +70,9 @@ def load_checkpoint(
     tensors, meta = read_weights(path)
     info = (meta.get("training") or {}).get("checkpoint")
     if info is None:
-        raise WeightsError(f"{path} is a weights file, not a training checkpoint (no optimizer state)")
+        raise WeightsError(
+            f"{path} is a weights file, not a training checkpoint (no optimizer state)"
+        )
     own = model.state_dict()
     model_state = {k: v for k, v in tensors.items() if not k.startswith(_PREFIX)}
     missing = sorted(set(own) - set(model_state))
@@ -93,4 +95,3 @@ def load_checkpoint(
     except (ValueError, KeyError) as exc:
         raise WeightsError(f"{path}: optimizer state does not fit ({exc})") from exc
     return int(info["step"]), {k: list(v) for k, v in info["history"].items()}
-

@@ -30,7 +30,7 @@ from lookalike.core.weights import save_weights
 from lookalike.train.checkpoint import load_checkpoint, save_checkpoint
 from lookalike.train.recipe import PatchTrainRecipe
 
-__all__ = ["TrainResult", "train_patches", "resolve_device", "describe_in_batches"]
+__all__ = ["TrainResult", "describe_in_batches", "resolve_device", "train_patches"]
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,12 @@ def _train(
 def _fit_pca(
     recipe: PatchTrainRecipe, model: nn.Module, data: Any, device: torch.device
 ) -> dict[str, Any]:
-    """Fit the model's PCA head on descriptors of fresh training patches (never evaluation data)."""
+    """Fit the model's PCA head on descriptors of fresh training patches (never evaluation data).
+
+    The model must be a PatchNet with a ``set_pca(mean (T,), components (T, D))`` head (HardNet8):
+    its trunk outputs are described with the head bypassed, PCA is fitted on them, and the
+    whitening power is folded into the components.
+    """
     set_pca = getattr(model, "set_pca", None)
     if not callable(set_pca):
         raise OptionError(f"pca.dim is set but {type(model).__name__} has no PCA head (set_pca)")
@@ -284,17 +289,28 @@ def _fit_pca(
         chunks.append(batch)
         count += batch.shape[0]
     patches = torch.cat(chunks)[: recipe.pca.samples]
-    set_pca(None)  # describe with the full trunk
-    trunk = describe_in_batches(model, patches, device=device)
-    pca = fit_pca(trunk, recipe.pca.dim, whiten_power=recipe.pca.whiten_power)
-    set_pca(pca)
+    model._head = lambda feats: feats  # bypass the projection (PatchNet's head hook)
+    try:
+        trunk = describe_in_batches(model, patches, device=device)
+    finally:
+        del model._head
+    pca = fit_pca(trunk.double(), recipe.pca.dim, whiten_power=0.0, normalize=False)
+    scale = pca.eigenvalues.clamp_min(1e-12) ** (-recipe.pca.whiten_power / 2)
+    components = (pca.components * scale[:, None]).T.float()
+    set_pca(pca.mean.float().to(device), components.to(device))
     return {"pca_dim": recipe.pca.dim, "pca_samples": int(patches.shape[0])}
 
 
 def _progress(enabled: bool):
     if not enabled:
         return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),

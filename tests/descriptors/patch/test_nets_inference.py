@@ -143,6 +143,8 @@ def test_fused_checks_inputs_and_options():
         fused(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
     with pytest.raises(OptionError):
         net.fuse_for_inference(dtype=torch.float16)
+    with pytest.raises(OptionError):
+        net.fuse_for_inference(compile=True, dynamic="yes")
 
 
 def test_fused_from_float64_model_and_input():
@@ -187,6 +189,8 @@ def test_compiled_float32_matches_eager():
     out = fused(x)
     assert_close(out, expected, atol=1e-5, rtol=0)
     assert out[1].eq(0).all()
+    # A second batch size recompiles with a dynamic batch dimension (and must stay correct).
+    assert_close(fused(x[:5]), expected[:5], atol=1e-5, rtol=0)
     with pytest.raises(ShapeError):  # the checks stay outside the compiled graph
         fused(torch.rand(8, 1, 32, 31))
 

@@ -144,14 +144,14 @@ def test_geometry_is_kornias_centred_grid():
 @pytest.mark.parametrize("P", [32, 41])
 @pytest.mark.parametrize("rootsift", [False, True])
 def test_matches_kornia_on_random_patches(device, dtype, P, rootsift):
-    x = _rand(64, P, seed=P, dtype=dtype, device=device)
+    x = _rand(16, P, seed=P, dtype=dtype, device=device)
     ours = SIFTDescriptor(patch_size=P, rootsift=rootsift).to(device)(x)
     theirs = kornia_feature.SIFTDescriptor(P, rootsift=rootsift).to(device)(x)
-    assert ours.dtype == dtype and ours.shape == (64, 128)
+    assert ours.dtype == dtype and ours.shape == (16, 128)
     assert _max_diff(ours, theirs) <= 1e-5
 
 
-def _real_patches(data_root, size: int, count: int = 1123) -> torch.Tensor:
+def _real_patches(data_root, size: int, count: int = 600) -> torch.Tensor:
     cv2 = pytest.importorskip("cv2")
     path = data_root / "hpatches-patches-ref" / "ref.png"
     if not path.is_file():
@@ -197,12 +197,15 @@ SETTINGS = [
     dict(A=4, S=2, rootsift=True),
     dict(A=6, S=3, mask_type="Gauss", sigma_type="hesamp", layout="opencv"),
     dict(A=12, S=5, clipval=0.15),
+    dict(A=7, S=3, rootsift=True, mask_type="CircularGauss"),
     dict(A=1, S=1),
 ]
 
 
 @pytest.mark.parametrize("P", [32, 41])
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize(
+    "setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items())
+)
 def test_matches_slow_reference(P, setting):
     x = _rand(8, P, seed=P + len(setting))
     expected = _reference(x, **setting)
@@ -236,8 +239,9 @@ def test_reference_agrees_with_kornia():
     ],
 )
 def test_gradcheck_float64(kwargs):
-    x = _rand(2, 12, seed=11, dtype=torch.float64)  # random: no exactly-zero gradient
-    assert gradcheck(lambda p: sift_describe(p, **kwargs), x)
+    x = _rand(1, 12, seed=11, dtype=torch.float64)  # random: no exactly-zero gradient
+    full = kwargs.get("num_ang_bins") == 4  # the full Jacobian once, random projections otherwise
+    assert gradcheck(lambda p: sift_describe(p, **kwargs), x, fast_mode=not full)
 
 
 def test_gradient_through_module_and_flat_patch(device):
@@ -352,7 +356,7 @@ def test_empty_batch():
 def test_cpu_blocks_match_single_pass(monkeypatch):
     x = _rand(40, 32, seed=4)
     whole = sift_describe(x, rootsift=True)
-    monkeypatch.setattr(sift_module, "_CPU_BLOCK_ELEMS", 9 * 32 * 32 * 3)  # blocks of 3 patches
+    monkeypatch.setattr(sift_module, "_CPU_BLOCK_ELEMS", 9 * 32 * 32 * 3)  # blocks of a few patches
     assert _max_diff(sift_describe(x, rootsift=True), whole) <= 1e-7
     assert _max_diff(sift_describe(x.requires_grad_(True), rootsift=True).detach(), whole) <= 1e-6
 
@@ -408,7 +412,7 @@ def test_large_finite_values_are_accepted():
         dict(num_spatial_bins=0),
         dict(num_ang_bins=8.0),
         dict(clipval=0.0),
-        dict(patch_size=4),
+        dict(patch_size=3),
         dict(patch_size=41, num_spatial_bins=30),
         dict(patch_size=True),
     ],

@@ -79,7 +79,11 @@ class PatchNet(nn.Module):
             patches, eps=self._norm_eps, kind=self._norm_kind, detach=self._detach_stats
         )
         dtype = self._weight_dtype()
-        feats = self.features(x.to(dtype)).flatten(1)
+        x = x.to(dtype)
+        if x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16):
+            # oneDNN's fast layout; .contiguous(memory_format=...) would be a no-op on one channel.
+            x = x.to(memory_format=torch.channels_last)
+        feats = self.features(x).flatten(1)
         return normalize_descriptors(self._head(feats), flat, dtype)
 
     def fuse_for_inference(
@@ -87,6 +91,7 @@ class PatchNet(nn.Module):
         *,
         dtype: torch.dtype = torch.float32,
         compile: bool = False,
+        dynamic: bool | None = None,
         channels_last: bool = True,
     ) -> FusedPatchNet:
         """An inference-only copy with BatchNorm folded into the convolutions.
@@ -101,7 +106,9 @@ class PatchNet(nn.Module):
                 native support (:func:`~lookalike.descriptors.patch._inference.bf16_supported`).
             compile: ``torch.compile`` with Inductor freezing (first call compiles; see
                 :class:`~lookalike.descriptors.patch._inference.FusedPatchNet`).
-            channels_last: run the trunk in channels-last layout (faster with oneDNN on CPU).
+            dynamic: ``torch.compile``'s ``dynamic`` (``False``: a static graph per batch size,
+                fastest for a fixed batch size; ``None``: dynamic from the second batch size on).
+            channels_last: run the eager trunk in channels-last layout (faster with oneDNN on CPU).
 
         Returns:
             A :class:`~lookalike.descriptors.patch._inference.FusedPatchNet` with the same
@@ -133,4 +140,5 @@ class PatchNet(nn.Module):
             dtype=dtype,
             channels_last=channels_last,
             compile=compile,
+            dynamic=dynamic,
         )

@@ -17,6 +17,7 @@ from torch import nn
 from lookalike._registry import register
 from lookalike.core.check import check_option, check_positive
 from lookalike.core.errors import OptionError
+from lookalike.core.weights import WeightSpec
 from lookalike.descriptors.patch._base import PatchNet
 
 __all__ = [
@@ -170,7 +171,19 @@ class HardNetFamily(PatchNet):
                 orthogonal_(mod.weight, gain=0.6)
 
 
-@register("descriptor", "hardnet")
+#: Weights trained by lookalike (``configs/hardnet_bundled.yaml``: synthetic warps of the photos bundled
+#: with scikit-image, 800 steps of 512 pairs on a 2-core CPU); recipe, seed and validation FPR95 are in
+#: the file's metadata. Reproduce with ``lookalike train --config configs/hardnet_bundled.yaml``.
+HARDNET_WEIGHTS = {
+    "bundled": WeightSpec(
+        file="hardnet_bundled.safetensors",
+        sha256="cd7b4974a230144599c4d0291b2445018a1999c690fbf4e25688e1ba78fcd28e",
+        description="HardNet trained on synthetic warps of scikit-image's bundled photos (CPU recipe)",
+    ),
+}
+
+
+@register("descriptor", "hardnet", weights=HARDNET_WEIGHTS)
 class HardNet(HardNetFamily):
     """HardNet: the L2-Net CNN trained with the hardest-in-batch triplet margin loss; 128-d.
 

@@ -1,16 +1,19 @@
 """Differentiable SIFT and RootSIFT patch descriptors, every orientation bin in one fused pass.
 
-The descriptor is the classic patch SIFT of the "SIFTNet" PyTorch module (Mishchuk et al.'s
-``pytorch-sift``) and ``kornia.feature.SIFTDescriptor``: ``[-1, 0, 1]`` image gradients with replicated
+The descriptor is the classic patch SIFT of the "SIFTNet" PyTorch module (the ``pytorch-sift``
+project) and of ``kornia.feature.SIFTDescriptor``: ``[-1, 0, 1]`` image gradients with replicated
 borders, magnitude-weighted bilinear orientation binning, a Gaussian (or circular, or uniform) window,
 triangular spatial pooling over a ``num_spatial_bins`` x ``num_spatial_bins`` grid of cells, then
 L2 -> clip -> L2, and optionally RootSIFT (Arandjelović & Zisserman, CVPR 2012).
 
-How it is computed: the soft orientation votes of every pixel are written into all ``A + 1`` angle
-planes at once (a triangular kernel on the angle, ``max(0, 1 - |o - a|)``), and the window and the
-spatial pooling -- both fixed linear maps of the pixels -- are folded into one ``(P*P, S*S)`` matrix, so
-all angle bins are pooled by a single matrix product instead of one strided convolution per bin. On the
-CPU large batches are processed in cache-sized blocks.
+How it is computed: the soft orientation votes of every pixel go into all angle planes at once (a
+triangular kernel on the angle position, ``max(0, 1 - |o - a|)``, for the ``A + 1`` integer positions
+``a`` that ``o`` can neighbour), and the window and the spatial pooling -- both fixed linear maps of
+the pixels -- are folded into one ``(P*P, S*S)`` matrix, so all bins are pooled by a single matrix
+product instead of one strided convolution per bin. A small fold matrix then wraps the angle planes
+onto the bins (and reorders them for the OpenCV layout). On the CPU, large batches run in
+cache-sized blocks; on other devices in one pass, without host synchronisation (but for the optional
+finite-input check).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _FLAT_EPS = 1e-12  # a histogram with a smaller L2 norm is flat: all-zero descriptor
 _ROOT_EPS = 1e-10  # under RootSIFT's square root: finite gradient at empty bins (as kornia)
-_CPU_BLOCK_ELEMS = 1 << 20  # angle-plane elements per CPU block (4 MiB in float32)
+_CPU_BLOCK_ELEMS = 1 << 20  # angle-plane elements per CPU thread and block (4 MiB in float32)
 
 
 def _check_int(value: Any, name: str, low: int = 1) -> None:
@@ -166,18 +169,24 @@ def sift_pooling_matrix(
     return torch.einsum("sp,tq,pq->stpq", w, w, window).reshape(S * S, P * P)
 
 
-def _fold_matrix(num_ang_bins: int, layout: str) -> torch.Tensor:
-    """(A, A + 1) map from the A + 1 angle planes (plane A is angle 2 pi, i.e. bin 0) to the output bins.
+def _plane_range(num_ang_bins: int) -> tuple[int, int]:
+    """First plane and number of planes covering the angle positions ``o`` in ``(A/2, 3A/2]``."""
+    return num_ang_bins // 2, num_ang_bins + 1 + num_ang_bins % 2
 
-    The planes hold votes scaled by ``-2 pi / A`` (see :func:`_pooled_planes`); the entries undo it. For
-    the OpenCV layout the angle runs the other way (from +x towards -y): output bin ``a`` takes plane
-    ``-a mod A``.
+
+def _fold_matrix(num_ang_bins: int, layout: str) -> torch.Tensor:
+    """(A, planes) map from the angle planes to the output bins: plane ``i`` is angle position
+    ``o = first + i``, i.e. bin ``o mod A``.
+
+    For the OpenCV layout the angle runs the other way (from +x towards -y): output bin ``a`` takes
+    bin ``-a mod A``.
     """
     A = num_ang_bins
-    fold = torch.zeros(A, A + 1, dtype=torch.float64)
-    for plane in range(A + 1):
-        out = plane % A if layout == "kornia" else (-plane) % A
-        fold[out, plane] = -A / (2.0 * math.pi)
+    first, count = _plane_range(A)
+    fold = torch.zeros(A, count, dtype=torch.float64)
+    for i in range(count):
+        out = (first + i) % A if layout == "kornia" else (-(first + i)) % A
+        fold[out, i] = 1.0
     return fold
 
 
@@ -202,39 +211,42 @@ def _cached_kernels(
     )
 
 
-def _pooled_planes(x: torch.Tensor, pooling: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """(B, P, P) patches -> (B, A + 1, S*S) pooled orientation planes, scaled by ``-2 pi / A``.
+def _pooled_planes(
+    x: torch.Tensor, pooling: torch.Tensor, planes: torch.Tensor, num_ang_bins: int
+) -> torch.Tensor:
+    """(B, P, P) patches -> (B, planes, S*S) pooled orientation votes.
 
-    ``centres`` (1, A + 1, 1) are the plane angles ``2 pi a / A - pi`` in the frame of the negated
-    gradient (whose angle is the gradient's minus pi, in [-pi, pi]).
+    ``planes`` (1, n, 1) holds the angle positions ``first .. first + n - 1`` (see :func:`_plane_range`).
     """
     B, P, _ = x.shape
     N = P * P
-    A = centres.shape[1] - 1
+    A = num_ang_bins
+    count = planes.shape[1]
+    first = _plane_range(A)[0]
+    last = first + count - 1
     need_grad = torch.is_grad_enabled() and x.requires_grad
     xp = F.pad(x.unsqueeze(1), (1, 1, 1, 1), mode="replicate").squeeze(1)
-    ngx = xp[:, 1:-1, :-2] - xp[:, 1:-1, 2:]  # negated [-1, 0, 1] gradients
-    ngy = xp[:, :-2, 1:-1] - xp[:, 2:, 1:-1]
-    sq = torch.addcmul(ngx * ngx, ngy, ngy)
-    if need_grad:
-        # sqrt and atan2 have no derivative at a zero gradient: evaluate them away from it there
-        # (the magnitude, hence every vote of the pixel, is zero anyway).
+    gx = xp[:, 1:-1, 2:] - xp[:, 1:-1, :-2]  # [-1, 0, 1] differences
+    gy = xp[:, 2:, 1:-1] - xp[:, :-2, 1:-1]
+    sq = torch.addcmul(gx * gx, gy, gy)
+    if need_grad:  # sqrt has no derivative at 0: evaluate it away from 0 (the value is 0 anyway)
         flat = sq == 0
-        ngx = ngx.masked_fill(flat, -1.0)
         mag = sq.masked_fill(flat, 1.0).sqrt().masked_fill(flat, 0.0)
     else:
         mag = sq.sqrt_()
-    theta = torch.atan2(ngy, ngx).view(B, 1, N)
+    # Angle position in bins, o = A * (angle + 2 pi) / (2 pi) in (A/2, 3A/2], with kornia's arithmetic
+    # (its gradients are half ours: the 2e-10 is its 1e-10 guard), so that angles on a bin centre
+    # round alike: RootSIFT's square root magnifies a vote of 1e-7 into a visible entry.
+    ori = torch.atan2(gy, gx + 2e-10).add_(2.0 * math.pi)
+    o = (ori.mul_(A).div_(2.0 * math.pi)).clamp_(first, last).view(B, 1, N)
     mag = mag.view(B, 1, N)
-    # Bilinear vote of a pixel in plane a: mag * max(0, 1 - |theta - centre_a| * A / (2 pi)),
-    # stored as min(0, mag * |theta - centre_a| - mag * 2 pi / A) (the fold matrix rescales).
-    neg_reach = mag * (-2.0 * math.pi / A)
+    # Bilinear vote of a pixel in plane a: max(0, mag - mag * |o - a|) = mag * max(0, 1 - |o - a|).
     if need_grad:
-        votes = torch.addcmul(neg_reach, (theta - centres).abs(), mag).clamp(max=0.0)
+        votes = torch.addcmul(mag, (o - planes).abs(), mag, value=-1.0).clamp(min=0.0)
     else:
-        votes = torch.sub(theta, centres).abs_()
-        votes = torch.addcmul(neg_reach, votes, mag, out=votes).clamp_(max=0.0)
-    return (votes.view(-1, N) @ pooling).view(B, A + 1, -1)
+        votes = torch.sub(o, planes).abs_()
+        votes = torch.addcmul(mag, votes, mag, value=-1.0, out=votes).clamp_(min=0.0)
+    return (votes.view(B * count, N) @ pooling).view(B, count, pooling.shape[1])
 
 
 def _describe(
@@ -253,18 +265,21 @@ def _describe(
     pooling = pooling.to(device=x.device, dtype=work)
     fold = fold.to(device=x.device, dtype=work)
     A = fold.shape[0]
-    B, P, _ = x.shape
-    centres = torch.arange(A + 1, device=x.device, dtype=work).mul_(2.0 * math.pi / A).sub_(math.pi)
-    centres = centres.view(1, A + 1, 1)
-    block = max(1, _CPU_BLOCK_ELEMS // ((A + 1) * P * P))
-    if x.device.type == "cpu" and B > block:
-        planes = torch.cat([_pooled_planes(xb, pooling, centres) for xb in x.split(block)])
+    n, P, _ = x.shape
+    first, count = _plane_range(A)
+    positions = torch.arange(first, first + count, device=x.device, dtype=work).view(1, count, 1)
+    # CPU: blocks of about _CPU_BLOCK_ELEMS plane elements per thread (cache-sized); other devices:
+    # one pass.
+    block = max(1, _CPU_BLOCK_ELEMS * torch.get_num_threads() // (count * P * P))
+    if x.device.type == "cpu" and n > block:
+        planes = torch.cat([_pooled_planes(xb, pooling, positions, A) for xb in x.split(block)])
     else:
-        planes = _pooled_planes(x, pooling, centres)
+        planes = _pooled_planes(x, pooling, positions, A)
+    dim = A * pooling.shape[1]
     if layout == "kornia":
-        desc = torch.matmul(fold, planes).reshape(B, -1)  # (B, A, S*S): angle-major
+        desc = torch.matmul(fold, planes).reshape(n, dim)  # (n, A, S*S): angle-major
     else:
-        desc = torch.matmul(planes.transpose(1, 2), fold.T).reshape(B, -1)  # (B, S*S, A)
+        desc = torch.matmul(planes.transpose(1, 2), fold.T).reshape(n, dim)  # (n, S*S, A)
     norm = torch.linalg.vector_norm(desc, dim=1, keepdim=True)
     textured = norm > _FLAT_EPS
     desc = (desc / norm.clamp_min(_FLAT_EPS)).clamp(max=clipval)
@@ -320,14 +335,18 @@ def sift_describe(
           [0, 1]. Other ranges work: the descriptor is invariant to ``a * x + b`` with ``a > 0``.
         - Gradients are ``[-1, 0, 1]`` differences with replicated borders. Angle bin ``a`` is centred
           on the direction ``2 pi a / A`` measured from +x towards +y; a pixel votes its gradient
-          magnitude (times the window) into the two nearest bins, bilinearly.
+          magnitude (times the window) into the two nearest bins, bilinearly. The angle is
+          ``atan2(gy, gx + 2e-10)`` and its position ``A * (angle + 2 pi) / (2 pi)``, kornia's own
+          arithmetic (its gradients are half ours), so that an angle on a bin centre rounds as in kornia.
         - ``layout="kornia"``: angle-major, entry ``a * S^2 + row * S + col``, as
           ``kornia.feature.SIFTDescriptor``. ``layout="opencv"``: spatial-major, entry
           ``(row * S + col) * A + a'``, with angles measured from +x towards -y (up) as OpenCV's
           ``cv2.SIFT`` does, i.e. ``a' = -a mod A`` (``kornia.feature.convert_sift_descriptor_layout``).
         - Rows are L2-normalised, clipped at ``clipval``, L2-normalised again. RootSIFT then
           L1-normalises, takes ``sqrt(v + 1e-10)`` (the 1e-10 keeps the gradient finite at empty bins,
-          which read 1e-5, as in kornia) and L2-normalises.
+          which read 1e-5, as in kornia) and L2-normalises. The square root magnifies rounding in
+          nearly empty bins (a 1e-9 vote reads 3e-5): on 8-bit patches float32 and float64 RootSIFT
+          can differ by a few 1e-5, for kornia as for this module.
         - Degenerate case: a flat patch (e.g. constant), whose histogram has an L2 norm below 1e-12,
           gives an all-zero descriptor, with and without RootSIFT, in every dtype; its gradient is zero.
           Every other row has unit L2 norm.
@@ -437,7 +456,10 @@ class SIFTDescriptor(nn.Module):
         self.validate = bool(validate)
         self.dim = num_ang_bins * num_spatial_bins**2
         pooling = sift_pooling_matrix(
-            patch_size, num_spatial_bins=num_spatial_bins, mask_type=mask_type, sigma_type=sigma_type
+            patch_size,
+            num_spatial_bins=num_spatial_bins,
+            mask_type=mask_type,
+            sigma_type=sigma_type,
         )
         self.register_buffer("pooling", pooling.T.contiguous().float(), persistent=False)
         self.register_buffer("fold", _fold_matrix(num_ang_bins, layout).float(), persistent=False)

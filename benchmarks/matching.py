@@ -1,0 +1,206 @@
+"""Image-matching speed: matcher, patch extraction and whole-pair time, ours against anchors, one run.
+
+(a) Mutual nearest neighbours of N x N random unit 128-d descriptors (default 8000): ours
+    (``match_descriptors(..., "mnn")``, blockwise torch, and its faiss backend) against kornia's
+    ``match_mnn`` and OpenCV's ``BFMatcher(NORM_L2, crossCheck=True)``; all return the same pairs
+    (checked).
+(b) Patch extraction: LAFs per second of ``extract_patches`` (our pyramid sampler) against kornia's
+    ``extract_patches_from_pyramid`` for the DoG keypoints of a bundled photo.
+(c) A whole pair (detect + describe + match + MAGSAC++) on the bundled Middlebury motorcycle stereo
+    pair: our pipeline with SIFT and with HardNet (the bundled weights if installed, else random
+    weights: speed only) against OpenCV's own SIFT pipeline (``detectAndCompute``, brute-force kNN
+    ratio test, ``findHomography(USAC_MAGSAC)``).
+
+Candidates are timed interleaved, round after round, so load from other processes hits them alike;
+tables give the median time and the median of the per-round ratios (anchor time / ours).
+
+Usage::
+
+    .venv/bin/python benchmarks/matching.py                       # 2 threads, 5 rounds
+    .venv/bin/python benchmarks/matching.py --n 8000 --rounds 7 --keypoints 2048 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Time every candidate once per round, after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def ratio_table(title: str, times: dict[str, list[float]], ours: str, unit: str = "ms") -> Table:
+    scale = 1000.0 if unit == "ms" else 1.0
+    table = Table(title=title)
+    table.add_column("candidate", style="bold")
+    table.add_column(f"median {unit}", justify="right")
+    table.add_column(f"best {unit}", justify="right")
+    table.add_column(f"speed-up of {ours} (median of rounds)", justify="right")
+    for name, ts in times.items():
+        per_round = [a / b for a, b in zip(ts, times[ours])]
+        table.add_row(
+            name,
+            f"{statistics.median(ts) * scale:.1f}",
+            f"{min(ts) * scale:.1f}",
+            "-" if name == ours else f"{statistics.median(per_round):.2f}x",
+        )
+    return table
+
+
+def bench_matcher(n: int, dim: int, rounds: int, console: Console) -> None:
+    import cv2
+    import kornia.feature as KF
+
+    from lookalike.matching.matchers import match_descriptors
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
+    b[: n // 2] = torch.nn.functional.normalize(
+        a[: n // 2] + 0.3 * torch.randn(n // 2, dim, generator=g), dim=1
+    )
+    an, bn = a.numpy(), b.numpy()
+    bf = cv2.BFMatcher(cv2.NORM_L2, crossCheck=True)
+
+    ours = match_descriptors(a, b, "mnn", backend="torch").indices
+    ref = KF.match_mnn(a, b)[1]
+    cv = np.array(sorted((m.queryIdx, m.trainIdx) for m in bf.match(an, bn)))
+    same = {tuple(map(tuple, sorted(ours.tolist()))) == tuple(map(tuple, sorted(ref.tolist())))}
+    same.add(tuple(map(tuple, sorted(ours.tolist()))) == tuple(map(tuple, cv.tolist())))
+    console.print(
+        f"(a) mutual NN of {n} x {n} x {dim}: {len(ours)} pairs; "
+        f"identical to kornia and OpenCV: {same == {True}}"
+    )
+    times = interleaved(
+        {
+            "ours (torch, blockwise)": lambda: match_descriptors(a, b, "mnn", backend="torch"),
+            "ours (faiss backend)": lambda: match_descriptors(a, b, "mnn", backend="faiss"),
+            "kornia match_mnn": lambda: KF.match_mnn(a, b),
+            "OpenCV BFMatcher crossCheck": lambda: bf.match(an, bn),
+        },
+        rounds,
+    )
+    console.print(
+        ratio_table(f"(a) mutual NN, {n} x {n}, {dim}-d", times, "ours (torch, blockwise)")
+    )
+
+
+def bench_patches(budgets: list[int], rounds: int, console: Console) -> None:
+    import kornia.feature as KF
+
+    from lookalike.data import stereo_pair
+    from lookalike.matching.keypoints import detect_keypoints
+    from lookalike.matching.patches import extract_patches, image_to_tensor, keypoints_to_laf
+
+    left = stereo_pair()[0]
+    image = image_to_tensor(left)
+    table = Table(title="(b) patch extraction, 32 x 32 patches, DoG keypoints of a 500 x 741 photo")
+    for col in ("keypoints", "ours LAFs/s", "kornia LAFs/s", "ours / kornia"):
+        table.add_column(col, justify="right")
+    for budget in budgets:
+        kps = detect_keypoints(left, max_keypoints=budget, contrast_threshold=0.0)
+        lafs = keypoints_to_laf(kps)
+        times = interleaved(
+            {
+                "ours": lambda lafs=lafs: extract_patches(image, lafs, 32),
+                "kornia": lambda lafs=lafs: KF.extract_patches_from_pyramid(image, lafs, 32),
+            },
+            rounds,
+        )
+        ours, ref = statistics.median(times["ours"]), statistics.median(times["kornia"])
+        per_round = statistics.median(k / o for k, o in zip(times["kornia"], times["ours"]))
+        table.add_row(
+            str(len(kps)), f"{len(kps) / ours:,.0f}", f"{len(kps) / ref:,.0f}", f"{per_round:.2f}x"
+        )
+    console.print(table)
+
+
+def opencv_pipeline(img0: np.ndarray, img1: np.ndarray, budget: int) -> object:
+    """OpenCV's own SIFT pipeline: detectAndCompute, kNN ratio test, MAGSAC++."""
+    import cv2
+
+    sift = cv2.SIFT_create(nfeatures=budget)
+    k0, d0 = sift.detectAndCompute(img0, None)
+    k1, d1 = sift.detectAndCompute(img1, None)
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(d0, d1, k=2)
+    good = [m for m, n in (p for p in knn if len(p) == 2) if m.distance <= 0.8 * n.distance]
+    if len(good) < 4:
+        return None
+    p0 = np.float32([k0[m.queryIdx].pt for m in good])
+    p1 = np.float32([k1[m.trainIdx].pt for m in good])
+    return cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, 3.0)
+
+
+def bench_pair(budget: int, rounds: int, console: Console) -> None:
+    import lookalike
+    from lookalike.data import stereo_pair
+    from lookalike.data.images import to_gray
+    from lookalike.matching.pipeline import ImageMatcher, best_shipped_descriptor
+
+    left, right, _ = stereo_pair()
+    g0, g1 = to_gray(left), to_gray(right)
+    best = best_shipped_descriptor()
+    hardnet = best if best.startswith("hardnet") else "hardnet"
+    ours_sift = ImageMatcher("sift", max_keypoints=budget)
+    candidates: dict[str, Callable[[], object]] = {"ours, sift": lambda: ours_sift(g0, g1)}
+    if "hardnet" in lookalike.list_registered("descriptor"):
+        label = f"ours, {hardnet}" + ("" if ":" in hardnet else " (random weights)")
+        ours_hardnet = ImageMatcher(hardnet, max_keypoints=budget)
+        candidates[label] = lambda: ours_hardnet(g0, g1)
+    candidates["OpenCV SIFT pipeline"] = lambda: opencv_pipeline(g0, g1, budget)
+    times = interleaved(candidates, rounds)
+    sample = ImageMatcher("sift", max_keypoints=budget)(g0, g1)
+    console.print(
+        f"(c) whole pair, motorcycle stereo pair 500 x 741, {budget} keypoints; ours with sift: "
+        f"{sample.num_matches} matches; stage times (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sample.timings.items())
+    )
+    table = ratio_table(
+        "(c) detect + describe + match + MAGSAC++ per pair", times, "ours, sift", "s"
+    )
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=8000, help="descriptors per set for (a)")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--keypoints", type=int, nargs="+", default=[2048, 8000])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["a", "b", "c"], nargs="+", default=["a", "b", "c"])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    console = Console()
+    console.print(f"threads: torch {torch.get_num_threads()}, OpenCV {cv2.getNumThreads()}")
+    with torch.no_grad():
+        if "a" in args.only:
+            bench_matcher(args.n, args.dim, args.rounds, console)
+        if "b" in args.only:
+            bench_patches(args.keypoints, args.rounds, console)
+        if "c" in args.only:
+            bench_pair(args.keypoints[0], args.rounds, console)
+
+
+if __name__ == "__main__":
+    main()
