@@ -12,7 +12,8 @@
     ratio test, ``findHomography(USAC_MAGSAC)``).
 
 Candidates are timed interleaved, round after round, so load from other processes hits them alike;
-tables give the median time and the median of the per-round ratios (anchor time / ours).
+tables give the median time and the median of the per-round ratios (candidate time / our time:
+above 1 means ours is faster).
 
 Usage::
 
@@ -52,7 +53,7 @@ def ratio_table(title: str, times: dict[str, list[float]], ours: str, unit: str 
     table.add_column("candidate", style="bold")
     table.add_column(f"median {unit}", justify="right")
     table.add_column(f"best {unit}", justify="right")
-    table.add_column(f"speed-up of {ours} (median of rounds)", justify="right")
+    table.add_column(f"time / time of {ours} (median of rounds)", justify="right")
     for name, ts in times.items():
         per_round = [a / b for a, b in zip(ts, times[ours])]
         table.add_row(

@@ -248,13 +248,16 @@ def _run(args: argparse.Namespace) -> int:
     report = out / "report.html"
     report.write_text(_html(rows, summary, pictures))
 
-    table = Table(title=f"matching on bundled photos (correct within {THRESHOLD_PX:g} px)")
-    table.add_column("descriptor", style="bold")
-    table.add_column("homography: precision", justify="right")
-    table.add_column("homography: H ok", justify="right")
-    table.add_column("stereo: precision", justify="right")
-    table.add_column("stereo: correct", justify="right")
-    table.add_column("s / pair", justify="right")
+    table = Table(
+        title=f"matching on bundled photos (correct within {THRESHOLD_PX:g} px)",
+        caption="precision: of the pipeline's matches; H ok: corner error <= 3 px",
+    )
+    table.add_column("descriptor", style="bold", no_wrap=True)
+    table.add_column("H pairs precision", justify="right")
+    table.add_column("H ok", justify="right")
+    table.add_column("stereo precision", justify="right")
+    table.add_column("stereo correct", justify="right")
+    table.add_column("s/pair", justify="right")
     n_h = sum(p.H is not None for p in pairs)
     for name, s in summary.items():
         table.add_row(

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from lookalike._registry import register
-from lookalike.core.check import check_positive
+from lookalike.core.check import check_not_empty, check_positive
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.hpatches_patches import DIFFICULTIES, PatchSequence
 from lookalike.eval.metrics import average_precision, fpr_at_recall, pairwise_distances, snn_map
@@ -45,6 +45,7 @@ __all__ = [
     "DescribedSequence",
     "describe_patches",
     "describe_sequences",
+    "evaluate_described",
     "evaluate_patch_descriptor",
     "hpatches_matching",
     "hpatches_retrieval",
@@ -318,6 +319,47 @@ def hpatches_retrieval(
     return results
 
 
+def evaluate_described(
+    described: Sequence[DescribedSequence],
+    *,
+    n_pairs: int = 100_000,
+    n_queries: int = 1000,
+    pool_sizes: Sequence[int] = POOL_SIZES,
+    n_distractors: int = 20_000,
+    seed: int = 42,
+) -> dict[str, float]:
+    """The tasks of :func:`~lookalike.eval.patch_protocols.evaluate_patch_descriptor` on descriptors.
+
+    Returns the same flat dict (``"<task>/<difficulty>"``, ``"<task>/mean"``, ``n_sequences``,
+    ``n_patches``), so a descriptor is described once and evaluated on several groups of sequences.
+    """
+    check_not_empty(described, "described")
+    out: dict[str, float] = {
+        "n_sequences": float(len(described)),
+        "n_patches": float(sum(len(s) for s in described)),
+    }
+    verification = hpatches_verification(described, n_pairs=n_pairs, seed=seed)
+    matching = hpatches_matching(described)
+    retrieval = hpatches_retrieval(
+        described,
+        n_queries=n_queries,
+        pool_sizes=pool_sizes,
+        n_distractors=n_distractors,
+        seed=seed,
+    )
+    for name, res in verification.items():
+        out[f"fpr95/{name}"] = res["fpr95"]
+        out[f"verification/{name}"] = res["mean"]
+        for kind in ("intra", "inter"):
+            if kind in res:
+                out[f"verification/{name}/{kind}"] = res[kind]
+        out[f"matching/{name}"] = matching[name]
+        out[f"retrieval/{name}"] = retrieval[name]["mean"]
+    for task in ("fpr95", "verification", "matching", "retrieval"):
+        out[f"{task}/mean"] = float(np.mean([out[f"{task}/{n}"] for n in verification]))
+    return out
+
+
 def evaluate_patch_descriptor(
     describe_fn: DescribeFn,
     patch_sets: Sequence[PatchSequence],
@@ -351,30 +393,14 @@ def evaluate_patch_descriptor(
     described = describe_sequences(
         describe_fn, patch_sets, patch_size=patch_size, batch_size=batch_size
     )
-    out: dict[str, float] = {
-        "n_sequences": float(len(described)),
-        "n_patches": float(sum(len(s) for s in described)),
-    }
-    verification = hpatches_verification(described, n_pairs=n_pairs, seed=seed)
-    matching = hpatches_matching(described)
-    retrieval = hpatches_retrieval(
+    return evaluate_described(
         described,
+        n_pairs=n_pairs,
         n_queries=n_queries,
         pool_sizes=pool_sizes,
         n_distractors=n_distractors,
         seed=seed,
     )
-    for name, res in verification.items():
-        out[f"fpr95/{name}"] = res["fpr95"]
-        out[f"verification/{name}"] = res["mean"]
-        for kind in ("intra", "inter"):
-            if kind in res:
-                out[f"verification/{name}/{kind}"] = res[kind]
-        out[f"matching/{name}"] = matching[name]
-        out[f"retrieval/{name}"] = retrieval[name]["mean"]
-    for task in ("fpr95", "verification", "matching", "retrieval"):
-        out[f"{task}/mean"] = float(np.mean([out[f"{task}/{n}"] for n in verification]))
-    return out
 
 
 def phototour_evaluate(

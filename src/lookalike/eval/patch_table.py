@@ -38,10 +38,7 @@ from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.eval.patch_baselines import describe_sequence, resolve_describers
 from lookalike.eval.patch_protocols import (
     POOL_SIZES,
-    DescribedSequence,
-    hpatches_matching,
-    hpatches_retrieval,
-    hpatches_verification,
+    evaluate_described,
 )
 
 __all__ = [
@@ -70,6 +67,7 @@ DEFAULT_DESCRIPTORS: tuple[str, ...] = (
     "kornia-mkd",
     "sift",
     "rootsift",
+    "hardnet:bundled",
 )
 TASKS: tuple[str, ...] = ("fpr95", "verification", "matching", "retrieval")
 LEVELS: tuple[str, ...] = ("easy", "hard", "tough", "mean")
@@ -86,47 +84,6 @@ _WARMUP = 16  # patches of the untimed warm-up call
 def sequence_group(name: str) -> str:
     """Data set of a sequence: ``"oxford-affine/graf"`` -> ``"oxford-affine"``."""
     return name.split("/", 1)[0]
-
-
-def evaluate_described(
-    described: Sequence[DescribedSequence],
-    *,
-    n_pairs: int = 100_000,
-    n_queries: int = 1000,
-    pool_sizes: Sequence[int] = POOL_SIZES,
-    n_distractors: int = 20_000,
-    seed: int = 42,
-) -> dict[str, float]:
-    """The tasks of :func:`~lookalike.eval.patch_protocols.evaluate_patch_descriptor` on descriptors.
-
-    Returns the same flat dict (``"<task>/<difficulty>"``, ``"<task>/mean"``, ``n_sequences``,
-    ``n_patches``), so a descriptor is described once and evaluated on several groups of sequences.
-    """
-    check_not_empty(described, "described")
-    out: dict[str, float] = {
-        "n_sequences": float(len(described)),
-        "n_patches": float(sum(len(s) for s in described)),
-    }
-    verification = hpatches_verification(described, n_pairs=n_pairs, seed=seed)
-    matching = hpatches_matching(described)
-    retrieval = hpatches_retrieval(
-        described,
-        n_queries=n_queries,
-        pool_sizes=pool_sizes,
-        n_distractors=n_distractors,
-        seed=seed,
-    )
-    for name, res in verification.items():
-        out[f"fpr95/{name}"] = res["fpr95"]
-        out[f"verification/{name}"] = res["mean"]
-        for kind in ("intra", "inter"):
-            if kind in res:
-                out[f"verification/{name}/{kind}"] = res[kind]
-        out[f"matching/{name}"] = matching[name]
-        out[f"retrieval/{name}"] = retrieval[name]["mean"]
-    for task in TASKS:
-        out[f"{task}/mean"] = float(np.mean([out[f"{task}/{n}"] for n in verification]))
-    return out
 
 
 @dataclass
@@ -355,6 +312,7 @@ def _run(
         row.n_patches = sum(len(d) * (1 + len(d.targets)) for d in described)
         row.dim = int(described[0].ref.shape[1])
         row.ms_per_1000 = 1e6 * seconds / max(row.n_patches, 1)
+        log.info("%s: %d patches, %.1f ms / 1000", name, row.n_patches, row.ms_per_1000)
         subsets = {ALL: described}
         if per_group and len(groups) > 1:
             subsets.update(
@@ -370,7 +328,12 @@ def _run(
                 row.note = "; ".join(filter(None, [row.note, f"{g}: {exc}"]))
         if len(groups) == 1 and ALL in row.results:
             row.results[groups[0]] = row.results[ALL]
-        log.info("%s: %d patches, %.1f ms / 1000", name, row.n_patches, row.ms_per_1000)
+        if ALL in row.results:
+            log.info(
+                "%s: FPR95 %.3f, mAP verification %.3f matching %.3f retrieval %.3f (all)",
+                name,
+                *(row.value(t) for t in TASKS),
+            )
     import cv2
     import kornia
     import torch

@@ -150,21 +150,25 @@ def pyramid_levels(image: torch.Tensor, count: int) -> list[torch.Tensor]:
 
 
 def _patch_grid(lafs: torch.Tensor, h: int, w: int, patch_size: int) -> torch.Tensor:
-    """``(B, N, P, P, 2)`` ``grid_sample`` coordinates (``align_corners=False``) of every cell."""
+    """``(B, N, P, P, 2)`` ``grid_sample`` coordinates (``align_corners=False``) of every cell.
+
+    The map from cell coordinates ``u`` to ``grid_sample``'s ``(2 (c + A u) + 1) / size - 1`` is
+    affine, so all cells of all LAFs come out of one ``(P*P, 3) @ (3, 2 B N)`` product (a view,
+    not contiguous).
+    """
     import torch
 
     B, N = lafs.shape[:2]
-    u = (
-        2.0 * torch.arange(patch_size, dtype=lafs.dtype, device=lafs.device) + 1.0
-    ) / patch_size - 1.0
+    P = patch_size
+    u = (2.0 * torch.arange(P, dtype=lafs.dtype, device=lafs.device) + 1.0) / P - 1.0
     uy, ux = torch.meshgrid(u, u, indexing="ij")
-    cells = torch.stack([ux, uy], dim=-1).view(1, 1, patch_size * patch_size, 2)
-    A = lafs[..., :2]  # (B, N, 2, 2)
-    c = lafs[..., 2]  # (B, N, 2)
-    points = cells @ A.transpose(-1, -2) + c.unsqueeze(-2)  # (B, N, P*P, 2) pixels
+    cells = torch.stack([ux, uy, torch.ones_like(ux)], dim=-1).view(P * P, 3)
     size = torch.tensor([float(w), float(h)], dtype=lafs.dtype, device=lafs.device)
-    grid = (2.0 * points + 1.0) / size - 1.0
-    return grid.view(B, N, patch_size, patch_size, 2)
+    linear = 2.0 * lafs[..., :2] / size.view(2, 1)  # (B, N, 2, 2)
+    shift = (2.0 * lafs[..., 2] + 1.0) / size - 1.0  # (B, N, 2)
+    theta = torch.cat([linear, shift.unsqueeze(-1)], dim=-1)  # (B, N, 2, 3)
+    grid = cells @ theta.reshape(B * N * 2, 3).t()  # (P*P, B*N*2)
+    return grid.view(P, P, B, N, 2).permute(2, 3, 0, 1, 4)
 
 
 def extract_patches(
