@@ -51,7 +51,8 @@ def _run(args: argparse.Namespace) -> int:
             )
             console.print(f"model: none ({reason})")
         else:
-            console.print(f"{result.geometry} (image 0 -> image 1):")
+            how = "x1 ~ H x0" if result.geometry == "homography" else "x1^T F x0 = 0"
+            console.print(f"{result.geometry} ({how}):")
             for line in _format_model(result.model):
                 console.print(line)
     if args.out:

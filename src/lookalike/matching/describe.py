@@ -197,7 +197,9 @@ class PatchDescriber:
     def __call__(self, image: Any, keypoints: Keypoints) -> Features:
         """Describe every keypoint (none is dropped)."""
         patches = self.patches(image, keypoints)
-        return Features(keypoints, describe_patches(self.model, patches, batch_size=self.batch_size))
+        return Features(
+            keypoints, describe_patches(self.model, patches, batch_size=self.batch_size)
+        )
 
 
 def available_opencv_descriptors() -> dict[str, bool]:
