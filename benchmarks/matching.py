@@ -48,7 +48,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, 
 
 
 def ratio_table(title: str, times: dict[str, list[float]], ours: str, unit: str = "ms") -> Table:
-    scale = 1000.0 if unit == "ms" else 1.0
+    scale, digits = (1000.0, 1) if unit == "ms" else (1.0, 2)
     table = Table(title=title)
     table.add_column("candidate", style="bold")
     table.add_column(f"median {unit}", justify="right")
@@ -58,8 +58,8 @@ def ratio_table(title: str, times: dict[str, list[float]], ours: str, unit: str 
         per_round = [a / b for a, b in zip(ts, times[ours])]
         table.add_row(
             name,
-            f"{statistics.median(ts) * scale:.1f}",
-            f"{min(ts) * scale:.1f}",
+            f"{statistics.median(ts) * scale:.{digits}f}",
+            f"{min(ts) * scale:.{digits}f}",
             "-" if name == ours else f"{statistics.median(per_round):.2f}x",
         )
     return table

@@ -288,6 +288,24 @@ def _run(
     config: dict[str, Any],
 ) -> PatchTable:
     """Describe every set with every entry, evaluate all sequences and each group: the table."""
+    import cv2
+    import kornia
+    import torch
+
+    import lookalike
+    from lookalike.core.runs import git_revision
+
+    config = {  # stamped before the run: the code and versions that produce the numbers
+        **config,
+        "protocol": {**protocol, "pool_sizes": list(protocol["pool_sizes"])},
+        "lookalike": lookalike.__version__,
+        "git": git_revision(),
+        "torch": torch.__version__,
+        "kornia": kornia.__version__,
+        "opencv": cv2.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "opencv_threads": cv2.getNumThreads(),
+    }
     sets = [s for s in patch_sets if len(s) > 0]
     check_not_empty(sets, "patch_sets")
     groups = sorted({sequence_group(s.name) for s in sets})
@@ -334,24 +352,6 @@ def _run(
                 name,
                 *(row.value(t) for t in TASKS),
             )
-    import cv2
-    import kornia
-    import torch
-
-    import lookalike
-    from lookalike.core.runs import git_revision
-
-    config = {
-        **config,
-        "protocol": {**protocol, "pool_sizes": list(protocol["pool_sizes"])},
-        "lookalike": lookalike.__version__,
-        "git": git_revision(),
-        "torch": torch.__version__,
-        "kornia": kornia.__version__,
-        "opencv": cv2.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "opencv_threads": cv2.getNumThreads(),
-    }
     return PatchTable(rows, groups, {s.name: len(s) for s in sets}, config)
 
 
