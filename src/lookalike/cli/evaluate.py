@@ -209,7 +209,7 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--budget", type=int, default=1000, help="keypoints per reference image")
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter and the task pairs")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
     parser.add_argument("--out", default="results/patches", help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run_patches)
