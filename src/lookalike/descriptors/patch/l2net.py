@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from lookalike._registry import register
-from lookalike.descriptors.patch.hardnet import HardNetFamily
+from lookalike.descriptors.patch.hardnet import HardNet
 
 __all__ = ["L2Net"]
 
 
 @register("descriptor", "l2net")
-class L2Net(HardNetFamily):
+class L2Net(HardNet):
     """L2-Net: seven convolutions with non-affine BatchNorm, trained with its progressive sampling loss.
 
     The single-stream L2-Net is the network HardNet reuses, so the architecture equals
@@ -38,11 +38,4 @@ class L2Net(HardNetFamily):
     """
 
     def __init__(self, *, dim: int = 128, dropout: float = 0.1, patch_size: int = 32) -> None:
-        super().__init__(
-            widths=(32, 32, 64, 64, 128, 128),
-            strides=(1, 1, 2, 1, 2, 1),
-            dim=dim,
-            dropout=dropout,
-            patch_size=patch_size,
-            eps=1e-6,
-        )
+        super().__init__(dim=dim, dropout=dropout, patch_size=patch_size)
