@@ -5,7 +5,9 @@
 - ``assert_close(actual, expected, dtype=None)``: per-dtype tolerances.
 - ``gradcheck(fn, *inputs)``: float64 gradient check.
 - ``data_root``: the ``LOOKALIKE_DATA`` folder, or a clean skip with the reason.
-- ``@pytest.mark.slow`` marks long tests.
+- ``@pytest.mark.slow`` marks long tests; every test that uses ``data_root`` is marked ``data``
+  automatically. The default run (``python -m pytest``, the README's command) deselects both; CI runs
+  them afterwards with ``python -m pytest -m "slow or data"``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-4, **kwargs) -> b
         for x in inputs
     ]
     return torch.autograd.gradcheck(fn, prepared, eps=eps, atol=atol, **kwargs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs the real evaluation data ``data`` (before ``-m`` deselects)."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser with every contributed subcommand."""
     parser = _Parser(
         prog="lookalike",
-        description="Learned visual descriptors: describe, match, index, search, evaluate.",
+        description="Learned visual descriptors: match images, train and evaluate descriptors.",
     )
     parser.add_argument("--version", action="version", version=f"lookalike {lookalike.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
