@@ -7,20 +7,38 @@ Build any registered component by name::
     >>> "descriptor" in lookalike.KINDS
     True
 
+Every error lookalike raises for bad input is a :class:`LookalikeError` (a ``ValueError``)::
+
+    >>> issubclass(lookalike.ShapeError, lookalike.LookalikeError)
+    True
+
 ``import lookalike`` is cheap: torch, OpenCV, faiss and timm are imported only where used.
 """
 
 from __future__ import annotations
 
-from lookalike._registry import KINDS, create, list_registered, register
-from lookalike.core.errors import LookalikeError, ShapeError
-
-__version__ = "0.1.0"
+from lookalike._registry import KINDS, RegistryError, create, list_registered, register
+from lookalike._version import __version__
+from lookalike.core.errors import (
+    DataNotFoundError,
+    DTypeError,
+    EmptyInputError,
+    LookalikeError,
+    OptionError,
+    ShapeError,
+    ValueRangeError,
+)
 
 __all__ = [
     "KINDS",
+    "DTypeError",
+    "DataNotFoundError",
+    "EmptyInputError",
     "LookalikeError",
+    "OptionError",
+    "RegistryError",
     "ShapeError",
+    "ValueRangeError",
     "__version__",
     "create",
     "list_registered",

@@ -7,20 +7,30 @@ Components register themselves with a decorator on a small factory function or c
 
 and are built by name with :func:`create`. The modules that hold registrations are imported lazily on the
 first look-up, so ``import lookalike`` stays cheap.
+
+Building with weights lives here too (:func:`build_with_weights`, :func:`resolve_weights`,
+:func:`record_registry`): it joins registry entries and the weights file I/O of
+:mod:`lookalike.core.weights`, which knows nothing of the registry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
 import importlib.util
+import inspect
+import os
 import pkgutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from lookalike.core.errors import LookalikeError
+from lookalike.core.errors import LookalikeError, OptionError
 
-KINDS: tuple[str, ...] = ("descriptor", "layer", "loss", "index", "protocol", "dataset")
+KINDS: tuple[str, ...] = ("descriptor", "layer", "loss", "index", "protocol", "dataset", "task")
 
 # Packages whose modules register components; every public module below them is imported on first look-up.
 _PROVIDERS: tuple[str, ...] = (
@@ -32,6 +42,7 @@ _PROVIDERS: tuple[str, ...] = (
     "lookalike.data",
     "lookalike.matching",
     "lookalike.train",
+    "lookalike.baselines",
 )
 
 
@@ -63,6 +74,8 @@ class Entry:
 
 _REGISTRY: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 _loaded = False
+_loading = False
+_load_lock = threading.RLock()
 
 
 def _check_kind(kind: str) -> None:
@@ -121,18 +134,43 @@ def unregister(kind: str, name: str) -> None:
 
 
 def _load_providers() -> None:
-    """Import every module below the provider packages, so their ``@register`` calls run."""
-    global _loaded
+    """Import every public module below the provider packages, so their ``@register`` calls run.
+
+    The registry counts as loaded only once every import succeeded; a provider module that fails to
+    import raises an ``ImportError`` naming it (on this and on every later look-up), instead of its
+    names going missing. A look-up made while the providers are being imported (a module that
+    creates a component at import time) sees what is registered so far.
+    """
+    global _loaded, _loading
     if _loaded:
         return
-    _loaded = True
-    for package in _PROVIDERS:
-        if importlib.util.find_spec(package) is None:
-            continue
-        pkg = importlib.import_module(package)
-        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):
-            if not info.name.rsplit(".", 1)[-1].startswith("_"):
-                importlib.import_module(info.name)
+    # Other threads wait on the lock; the loading thread re-enters it (RLock) and sees _loading.
+    with _load_lock:
+        if _loaded or _loading:
+            return
+        _loading = True
+        try:
+            for package in _PROVIDERS:
+                if importlib.util.find_spec(package) is None:  # optional provider not installed
+                    continue
+                pkg = _import_provider(package)
+                for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):
+                    if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                        _import_provider(info.name)
+            _loaded = True
+        finally:
+            _loading = False
+
+
+def _import_provider(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:
+        raise ImportError(
+            f"lookalike: cannot import the provider module {module} ({type(exc).__name__}: {exc}); "
+            f"its components cannot be registered",
+            name=module,
+        ) from exc
 
 
 def get_entry(kind: str, name: str) -> Entry:
@@ -145,9 +183,20 @@ def get_entry(kind: str, name: str) -> Entry:
     _load_providers()
     table = _REGISTRY[kind]
     if name not in table:
-        available = ", ".join(sorted(table)) or "(none)"
-        raise RegistryError(f"unknown {kind} {name!r}; available: {available}")
+        raise RegistryError(_unknown_name_message(kind, name, table))
     return table[name]
+
+
+def _unknown_name_message(kind: str, name: str, table: Mapping[str, Entry]) -> str:
+    close = difflib.get_close_matches(name, list(table), n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    available = ", ".join(sorted(table)) or "(none)"
+    shipped = [f"{n}:{w}" for n in sorted(table) for w in sorted(table[n].weights)]
+    weights = f"with shipped weights: {', '.join(shipped)}; " if shipped else ""
+    return (
+        f"unknown {kind} {name!r}{hint}. Available: {available}. Names take weights as "
+        f"NAME:WEIGHTS ({weights}or NAME:FILE with a .safetensors/.pt file)"
+    )
 
 
 def list_registered(kind: str) -> list[str]:
@@ -181,10 +230,15 @@ def create(kind: str, name: str, *, weights: str | None = None, **kwargs: Any) -
         **kwargs: keyword arguments for the factory.
 
     Returns:
-        The component (usually an ``nn.Module``).
+        The component (usually an ``nn.Module``). A module built with ``weights`` comes back in
+        eval mode, ready for inference (dropout off, BatchNorm on its running statistics; call
+        ``.train()`` to fine-tune); without weights it is in PyTorch's default train mode.
 
     Raises:
-        RegistryError: unknown kind or name.
+        RegistryError: unknown kind or name; the message lists the names and the ``NAME:WEIGHTS``
+            forms.
+        OptionError: a keyword the factory does not accept, or a required one missing; the message
+            lists the accepted keywords.
         lookalike.core.weights.WeightsError: the weights cannot be found or do not fit.
 
     Example:
@@ -192,6 +246,8 @@ def create(kind: str, name: str, *, weights: str | None = None, **kwargs: Any) -
         >>> sift = lookalike.create("descriptor", "sift", patch_size=32)
         >>> sift.dim
         128
+        >>> lookalike.create("descriptor", "hardnet:bundled").training
+        False
     """
     base, spec_weights = split_spec(name)
     if spec_weights is not None:
@@ -201,10 +257,148 @@ def create(kind: str, name: str, *, weights: str | None = None, **kwargs: Any) -
             )
         weights = spec_weights
     entry = get_entry(kind, base)
-    from lookalike.core.weights import build_with_weights, record_registry
-
     if weights is not None:
+        check_keywords(entry, kwargs, required=False)
         return build_with_weights(entry, weights, kwargs)
+    check_keywords(entry, kwargs)
     obj = entry.factory(**kwargs)
     record_registry(obj, kind, base, kwargs)
     return obj
+
+
+def _parameters(factory: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    """The keyword parameters of ``factory``, or ``None`` when it takes ``**kwargs`` (or has no signature)."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def check_keywords(entry: Entry, kwargs: Mapping[str, Any], *, required: bool = True) -> None:
+    """Raise :class:`OptionError` if ``kwargs`` has a keyword ``entry``'s factory does not accept.
+
+    Factories taking ``**kwargs`` check their own keywords.
+
+    Args:
+        entry: the registry entry.
+        kwargs: the keyword arguments for its factory.
+        required: also raise when a keyword without default is missing.
+
+    Example:
+        >>> import lookalike
+        >>> lookalike.create("descriptor", "sift", patch_sise=32)
+        Traceback (most recent call last):
+        ...
+        lookalike.core.errors.OptionError: descriptor 'sift': unknown keyword 'patch_sise' (did you mean 'patch_size'?); accepted: clipval, layout, mask_type, num_ang_bins, num_spatial_bins, patch_size, rootsift, sigma_type, validate
+    """
+    params = _parameters(entry.factory)
+    if params is None:
+        return
+    accepted = sorted(p.name for p in params)
+    listed = ", ".join(accepted) or "(none)"
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        words = "keyword" if len(unknown) == 1 else "keywords"
+        raise OptionError(
+            f"{entry.kind} {entry.name!r}: unknown {words} {', '.join(map(repr, unknown))}{hint}; "
+            f"accepted: {listed}"
+        )
+    missing = [
+        p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs
+    ]
+    if required and missing:
+        raise OptionError(
+            f"{entry.kind} {entry.name!r}: missing required keyword "
+            f"{', '.join(map(repr, missing))}; accepted: {listed}"
+        )
+
+
+# ------------------------------------------------------------------ building with weights
+def resolve_weights(entry: Entry, weights: str | os.PathLike[str]) -> Path:
+    """Turn a weights name declared by ``entry`` or a file path into an existing, verified file.
+
+    Named weights are read from the installed package's ``lookalike/weights/`` folder, or downloaded
+    once into the cache and checked against their SHA-256 (:func:`lookalike.core.weights.download`).
+
+    Raises:
+        WeightsError: neither a known name nor a file; a packaged file missing; a bad checksum.
+    """
+    from importlib import resources
+
+    from lookalike.core.weights import WeightsError, download, verify_sha256
+
+    key = str(weights)
+    spec = entry.weights.get(key)
+    if spec is None:
+        path = Path(key).expanduser()
+        if path.is_file():
+            return path
+        names = ", ".join(sorted(entry.weights)) or "(none)"
+        raise WeightsError(
+            f"weights {key!r} for {entry.kind} {entry.name!r} is neither a file nor a known name; "
+            f"known names: {names}"
+        )
+    if spec.file is not None:
+        path = Path(str(resources.files("lookalike") / "weights" / spec.file))
+        if path.is_file():
+            verify_sha256(path, spec.sha256)
+            return path
+        if spec.url is None:
+            raise WeightsError(f"packaged weights file missing: {path} (reinstall lookalike)")
+    if spec.url is None:
+        raise WeightsError(f"weights {key!r} of {entry.name!r} declare neither a file nor a URL")
+    return download(spec.url, spec.sha256)
+
+
+def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) -> Any:
+    """Build ``entry`` with constructor kwargs from the weights file, load the weights strictly, eval mode.
+
+    Keyword precedence: the named weights' ``WeightSpec.kwargs`` < the file's stored kwargs < ``kwargs``.
+    A module comes back in eval mode (see :func:`create`).
+
+    Raises:
+        WeightsError: the file holds another component's weights, or does not fit.
+        OptionError: the merged keywords do not fit the factory.
+    """
+    from lookalike.core.weights import WeightsError, load_weights, read_metadata
+
+    path = resolve_weights(entry, weights)
+    meta = read_metadata(path) if path.suffix == ".safetensors" else {}
+    if meta.get("name") and (meta.get("kind"), meta.get("name")) != (entry.kind, entry.name):
+        raise WeightsError(
+            f"{path} holds weights for {meta.get('kind')} {meta.get('name')!r}, "
+            f"not {entry.kind} {entry.name!r}"
+        )
+    spec = entry.weights.get(str(weights))
+    merged = {**(spec.kwargs if spec else {}), **meta.get("kwargs", {}), **kwargs}
+    check_keywords(entry, merged)
+    model = entry.factory(**merged)
+    load_weights(model, path, strict=True)
+    eval_mode = getattr(model, "eval", None)
+    if callable(eval_mode):
+        eval_mode()
+    record_registry(model, entry.kind, entry.name, merged)
+    return model
+
+
+def record_registry(model: Any, kind: str, name: str, kwargs: Mapping[str, Any]) -> None:
+    """Remember how ``model`` was built (``model._lookalike_registry``), for ``save_weights``."""
+    record = {"kind": kind, "name": name, "kwargs": dict(kwargs)}
+    with contextlib.suppress(AttributeError, TypeError):  # objects that take no attributes
+        object.__setattr__(model, "_lookalike_registry", record)
+
+
+def build_component(component: Any, kind: str, **extra: Any) -> Any:
+    """Build a config :class:`~lookalike.core.config.Component`: ``create(kind, name, **kwargs, **extra)``.
+
+    Example:
+        >>> from lookalike.core.config import Component
+        >>> build_component(Component("sift", {"patch_size": 32}), "descriptor").dim
+        128
+    """
+    return create(kind, component.name, **{**component.kwargs, **extra})

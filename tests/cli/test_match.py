@@ -10,7 +10,7 @@ import pytest
 from lookalike.cli.main import main
 from lookalike.data import bundled_photos
 from lookalike.data.images import read_image, write_image
-from lookalike.eval.homography import warp_image
+from lookalike.geometry import warp_image
 
 H_TRUE = np.array([[0.97, 0.08, 6.0], [-0.06, 0.99, 12.0], [4e-5, -2e-5, 1.0]])
 
@@ -58,7 +58,9 @@ def test_match_errors_are_one_line(files, tmp_path, capsys):
     assert main(["match", str(files[0]), str(tmp_path / "missing.png")]) == 1
     assert "not found" in capsys.readouterr().err
     assert main(["match", str(files[0]), str(files[1]), "--descriptor", "opencv-nope"]) == 1
-    assert "unknown OpenCV descriptor 'nope'" in capsys.readouterr().err
+    assert "unknown descriptor 'opencv-nope'" in capsys.readouterr().err
+    assert main(["match", str(files[0]), str(tmp_path)]) == 1
+    assert "is a folder, expected an image file" in capsys.readouterr().err
 
 
 def test_evaluate_matching_on_a_tiny_sequence(files, tmp_path, capsys):
@@ -102,3 +104,97 @@ def test_evaluate_without_sequences_is_an_error(tmp_path, capsys):
 def test_evaluate_alone_prints_usage(capsys):
     assert main(["evaluate"]) == 2
     assert "matching" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- options and output paths
+
+
+def test_option_vocabularies_are_the_librarys():
+    from lookalike.cli import match as cli
+    from lookalike.matching.geometry import GEOMETRIES
+    from lookalike.matching.keypoints import DETECTORS
+    from lookalike.matching.matchers import MATCHERS
+    from lookalike.matching.pipeline import DEFAULT_DESCRIPTOR, DEFAULT_MAX_SIZE
+
+    assert cli.MATCHERS == MATCHERS and cli.DETECTORS == DETECTORS and cli.GEOMETRIES == GEOMETRIES
+    assert (cli.DEFAULT_DESCRIPTOR, cli.DEFAULT_MAX_SIZE) == (DEFAULT_DESCRIPTOR, DEFAULT_MAX_SIZE)
+
+
+@pytest.mark.parametrize(
+    "option", [["--matcher", "best"], ["--detector", "fast"], ["--geometry", "affine"]]
+)
+def test_unknown_choices_are_usage_errors(files, capsys, option):
+    with pytest.raises(SystemExit) as info:
+        main(["match", str(files[0]), str(files[1]), *option])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_help_explains_the_default_descriptor(capsys):
+    with pytest.raises(SystemExit):
+        main(["match", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Default: sift" in text and "hardnet:bundled" in text and "--max-size" in text
+
+
+def _no_matching(monkeypatch):
+    from lookalike.matching.pipeline import ImageMatcher
+
+    def fail(self, *args, **kwargs):
+        raise AssertionError("matched before the output path was checked")
+
+    monkeypatch.setattr(ImageMatcher, "__call__", fail)
+
+
+def test_out_is_checked_before_matching(files, tmp_path, capsys, monkeypatch):
+    _no_matching(monkeypatch)
+    pair = [str(files[0]), str(files[1]), "--descriptor", "opencv-sift"]
+    assert main(["match", *pair, "--out", str(tmp_path / "m.gif")]) == 1
+    err = capsys.readouterr().err
+    assert "unsupported file type '.gif'" in err and ".png" in err and ".webp" in err
+    assert main(["match", *pair, "--out", str(tmp_path / "missing" / "m.png")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+    assert main(["match", *pair, "--out", str(tmp_path)]) == 1
+    assert "--out" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_nothing(files, tmp_path, capsys, monkeypatch):
+    import cv2
+
+    def raising(*args, **kwargs):
+        raise cv2.error("no space left")
+
+    monkeypatch.setattr(cv2, "imwrite", raising)
+    out = tmp_path / "m.jpg"
+    code = main(
+        ["match", str(files[0]), str(files[1]), "--descriptor", "opencv-sift", "--out", str(out)]
+    )
+    assert code == 1 and "cannot write image" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_learned_network_without_weights_is_refused(files, capsys, monkeypatch):
+    from lookalike._registry import get_entry
+
+    if not getattr(get_entry("descriptor", "hardnet").factory, "needs_weights", False):
+        pytest.fail("hardnet must declare needs_weights = True (registry contract)")
+    _no_matching(monkeypatch)
+    for name in ("hardnet", "sosnet"):
+        assert main(["match", str(files[0]), str(files[1]), "--descriptor", name]) == 1
+        err = capsys.readouterr().err
+        assert "--allow-random" in err and f"{name}:" in err
+    monkeypatch.undo()
+    args = ["match", str(files[0]), str(files[1]), "--max-keypoints", "100", "--json"]
+    assert main([*args, "--descriptor", "hardnet", "--allow-random"]) == 0
+    assert json.loads(capsys.readouterr().out)["descriptor"] == "hardnet"
+
+
+def test_max_size_keeps_the_model_in_original_pixels(files, capsys):
+    args = ["match", str(files[0]), str(files[1]), "--descriptor", "opencv-sift", "--json"]
+    assert main([*args, "--max-size", "128"]) == 0  # the 256 px images are matched at 128 px
+    summary = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(np.array(summary["model"]), H_TRUE, atol=0.5)
+    assert main([*args, "--max-size", "-3"]) == 1
+    assert "max_size" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from lookalike.core.config import (
     Component,
     ConfigError,
     apply_overrides,
+    bounded,
     from_dict,
     load_config,
     to_dict,
@@ -133,3 +135,78 @@ def test_to_dict_round_trip():
     recipe = from_dict(Recipe, {"model": {"name": "x", "kwargs": {"a": 1}}})
     assert from_dict(Recipe, to_dict(recipe)) == recipe
     assert to_dict(recipe)["out"] == "runs"
+
+
+# ---------------------------------------------------------------- user-facing defects
+
+
+@dataclass
+class Bounded:
+    steps: int = bounded(10, ge=1)
+    lr: float = bounded(0.1, gt=0)
+    optim: Optim = field(default_factory=Optim)
+    limit: int | None = bounded(None, ge=1)
+
+
+def test_empty_config_file_is_an_error(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty config"):
+        load_config(Recipe, empty)
+    comments = tmp_path / "comments.yaml"
+    comments.write_text("# nothing set\n")
+    with pytest.raises(ConfigError, match="empty config"):
+        load_config(Recipe, comments)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("steps=-3", r"steps: expected a value >= 1, got -3"),
+        ("steps=0", r"steps: expected a value >= 1, got 0"),
+        ("lr=0", r"lr: expected a value > 0, got 0.0"),
+        ("limit=0", r"limit: expected a value >= 1, got 0"),
+    ],
+)
+def test_numeric_fields_are_range_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Bounded, None, [override])
+    assert load_config(Bounded, None, ["limit=null"]).limit is None
+
+
+def test_every_train_recipe_number_is_range_checked_with_its_dotted_key():
+    from lookalike.train.recipe import TrainRecipe
+
+    for override, key in [
+        ("steps=-3", "steps"),
+        ("batch_size=0", "batch_size"),
+        ("val_every=-1", "val_every"),
+        ("val_points=0", "val_points"),
+        ("checkpoint_every=-1", "checkpoint_every"),
+        ("optim.lr=0", "optim.lr"),
+        ("optim.lr=-0.1", "optim.lr"),
+        ("optim.momentum=1.5", "optim.momentum"),
+        ("optim.weight_decay=-1", "optim.weight_decay"),
+        ("optim.warmup_steps=-2", "optim.warmup_steps"),
+        ("pca.dim=-1", "pca.dim"),
+        ("pca.samples=0", "pca.samples"),
+        ("regularizer_weight=-1", "regularizer_weight"),
+        ("threads=-1", "threads"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: expected a value"):
+            load_config(TrainRecipe, None, [override])
+
+
+def test_unknown_dotted_override_names_the_full_key():
+    with pytest.raises(
+        ConfigError, match=r"unknown key no\.such\.key; valid keys: limit, lr, optim, steps"
+    ):
+        load_config(Bounded, None, ["no.such.key=1"])
+    with pytest.raises(
+        ConfigError, match=r"unknown key optim\.no\.such; valid keys of optim: lr, milestones"
+    ):
+        load_config(Bounded, None, ["optim.no.such=1"])
+    # kwargs of a component are free-form: checked by the component, not here
+    assert load_config(Recipe, None, ["model.name=x", "model.kwargs.any.depth=1"]).model.kwargs == {
+        "any": {"depth": 1}
+    }

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 
 import pytest
 import torch
 from torch import nn
 
+from lookalike import _registry
 from lookalike._registry import create, register, unregister
 from lookalike.core.weights import (
     ChecksumError,
@@ -205,3 +208,51 @@ def test_metadata_is_json(tmp_path):
     with safe_open(str(path), framework="pt") as fh:
         raw = fh.metadata()
     assert json.loads(raw["kwargs"]) == {"width": 4}
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_saved_weights_are_readable_like_any_user_file(tmp_path, umask_022):
+    path = save_weights(Tiny(), tmp_path / "w.safetensors")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp's 0600 would hide it from others
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary file left
+
+
+def test_downloaded_weights_are_readable_like_any_user_file(tmp_path, umask_022):
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    path = download(src.as_uri(), _sha(src), cache_dir=tmp_path / "cache")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    old = os.umask(0o077)  # the umask decides, as for any file the user creates
+    try:
+        other = download(src.as_uri(), _sha(src), cache_dir=tmp_path / "c2")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(other.stat().st_mode) == 0o600
+
+
+def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    path = save_weights(Tiny(width=4), tmp_path / "w.safetensors")
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("safetensors.torch.save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_weights(Tiny(width=5), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_core_weights_knows_nothing_of_the_registry():
+    from lookalike.core import weights
+
+    for name in ("build_with_weights", "resolve_weights", "record_registry"):
+        assert not hasattr(weights, name)
+        assert callable(getattr(_registry, name))

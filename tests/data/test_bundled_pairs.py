@@ -19,7 +19,8 @@ from lookalike.data.bundled_pairs import (
     cut_patches,
     detect_lafs,
 )
-from lookalike.data.synth import PhotometricRanges, WarpRanges
+from lookalike.data.synth import PhotometricRanges
+from lookalike.geometry import WarpRanges
 
 PHOTOS = ["camera", "astronaut"]
 STRIDE = 1_000_000
@@ -218,3 +219,35 @@ def test_photometric_views_differ_but_stay_in_range(camera):
     assert patches.shape == (20, 2, 1, 16, 16)
     assert float((patches[:, 0] - patches[:, 1]).abs().mean()) > 1e-3
     assert float(patches.min()) >= 0 and float(patches.max()) <= 1
+
+
+def test_stream_state_resumes_the_exact_sequence():
+    import json
+
+    data = BundledPairs(batch_size=8, photos=["camera"], keypoint_budget=150, buffer_batches=2)
+    whole = list(itertools.islice(iter(data), 5))
+    stream = data.stream()
+    for _ in range(2):
+        next(stream)
+    state = stream.state_dict()
+    json.dumps({k: v for k, v in state.items() if k != "patches"})  # JSON-ready besides the tensor
+    again = data.stream()
+    again.load_state_dict(state)
+    for expected in whole[2:]:
+        got = next(again)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    with pytest.raises(OptionError, match="stream state"):
+        again.load_state_dict({**state, "patches": torch.zeros(1)})
+
+
+def test_validation_set_of_every_point_warns_nothing(caplog):
+    import logging
+
+    data = BundledPairs(val_photos=["coins"], keypoint_budget=150)
+    with caplog.at_level(logging.WARNING):
+        everything = data.validation_set(n_points=None)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        more = data.validation_set(n_points=100_000)
+    assert "points available" in caplog.text
+    torch.testing.assert_close(everything.patches, more.patches, rtol=0, atol=0)

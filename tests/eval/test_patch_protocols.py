@@ -8,12 +8,12 @@ import torch
 
 import lookalike
 from data.formats import write_phototour
-from lookalike.core.errors import EmptyInputError
+from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.hpatches_patches import PatchSequence
 from lookalike.data.phototour import PhotoTour
-from lookalike.eval.patch_protocols import (
+from lookalike.eval.protocols.hpatches import (
     DescribedSequence,
-    describe_patches,
+    HPatchesOptions,
     describe_sequences,
     evaluate_patch_descriptor,
     hpatches_matching,
@@ -138,7 +138,7 @@ class TinyNet(torch.nn.Module):
 def test_evaluate_patch_descriptor_keys_and_module_handling():
     seqs = _sequences(size=32, keys=("e1", "h1", "t1"))
     net = TinyNet().train()
-    res = evaluate_patch_descriptor(net, seqs, n_pairs=300, n_queries=10)
+    res = evaluate_patch_descriptor(net, seqs, HPatchesOptions(n_pairs=300, n_queries=10))
     assert net.training  # mode restored
     for task in ("fpr95", "verification", "matching", "retrieval"):
         for name in ("easy", "hard", "tough", "mean"):
@@ -148,12 +148,28 @@ def test_evaluate_patch_descriptor_keys_and_module_handling():
     assert all(isinstance(v, float) for v in res.values())
 
 
-def test_describe_patches_scales_uint8():
-    patches = np.full((3, 4, 4), 255, np.uint8)
-    out = describe_patches(lambda x: x.flatten(1), patches)
-    np.testing.assert_allclose(out, 1.0)
-    out = describe_patches(lambda x: x.flatten(1), patches, patch_size=2)
-    assert out.shape == (3, 4)
+def test_describe_sequences_scales_uint8_and_resizes_by_area():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (3, 8, 8), dtype=np.uint8)
+    seq = PatchSequence("s", ref, {"e1": ref})
+    out = describe_sequences(lambda x: x.flatten(1), [seq])[0]
+    np.testing.assert_allclose(out.ref, ref.reshape(3, -1) / 255.0, atol=1e-6)
+    half = describe_sequences(lambda x: x.flatten(1), [seq], patch_size=4)[0]
+    area = np.stack([cv2.resize(p / 255.0, (4, 4), interpolation=cv2.INTER_AREA) for p in ref])
+    np.testing.assert_allclose(half.ref, area.reshape(3, -1), atol=1e-5)  # the one resize rule
+    np.testing.assert_allclose(out.ref_std, ref.reshape(3, -1).std(axis=1))
+
+
+def test_options_are_checked():
+    with pytest.raises(OptionError):
+        HPatchesOptions(n_pairs=0)
+    with pytest.raises(OptionError):
+        HPatchesOptions(pool_sizes=())
+    with pytest.raises(OptionError, match="unknown"):
+        HPatchesOptions.coerce({"n_pair": 3})
+    assert HPatchesOptions.coerce(HPatchesOptions(seed=1), n_pairs=5) == HPatchesOptions(5, seed=1)
 
 
 def test_empty_inputs():
@@ -165,21 +181,17 @@ def test_empty_inputs():
 
 
 # ---------------------------------------------------------------- registered wrappers
-def test_registered_protocols(tmp_path):
-    assert {"fpr95", "brown_snn_map", "hpatches", "phototour"} <= set(
+def test_registered_hpatches_protocol():
+    assert {"fpr95", "brown_snn_map", "hpatches", "phototour", "homography_matching"} <= set(
         lookalike.list_registered("protocol")
     )
-    assert lookalike.create("protocol", "fpr95")([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 0]) == 0.5
-    assert (
-        lookalike.create("protocol", "fpr95", recall=0.5)([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 0]) == 0.0
-    )
-    desc = np.array([[0.0], [0.1], [1.0], [1.2]])
-    assert lookalike.create("protocol", "brown_snn_map")(desc, [0, 0, 1, 1], [0] * 4) == 1.0
     res = lookalike.create("protocol", "hpatches", n_pairs=100, n_queries=5)(flat, _sequences())
     assert res["matching/easy"] == 1.0
+    with pytest.raises(OptionError):
+        lookalike.create("protocol", "hpatches", n_pair=100)
 
 
-def test_phototour_protocol(tmp_path):
+def _phototour(tmp_path):
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (40, 64, 64), dtype=np.uint8)
     patches = np.repeat(base, 2, axis=0)  # two identical views per 3D point
@@ -188,6 +200,16 @@ def test_phototour_protocol(tmp_path):
     folder = write_phototour(
         tmp_path / "yosemite", patches, points, image_ids=np.arange(80) // 20, pairs=pairs
     )
-    data = PhotoTour(path=folder, patch_size=32)
-    res = lookalike.create("protocol", "phototour")(flat, data)
-    assert res == {"fpr95": 0.0, "snn_map": 1.0}
+    return PhotoTour(path=folder, patch_size=32)
+
+
+def test_phototour_protocols_share_one_signature(tmp_path):
+    """Every patch protocol is ``protocol(describer, data) -> dict``."""
+    data = _phototour(tmp_path)
+    assert lookalike.create("protocol", "phototour")(flat, data) == {"fpr95": 0.0, "snn_map": 1.0}
+    assert lookalike.create("protocol", "fpr95")(flat, data) == {"fpr95": 0.0}
+    assert lookalike.create("protocol", "brown_snn_map")(flat, data) == {"snn_map": 1.0}
+    # a constant descriptor ties every pair: every negative is crossed at 95 % recall
+    assert lookalike.create("protocol", "fpr95", recall=0.5)(constant, data) == {"fpr95": 1.0}
+    with pytest.raises(OptionError):
+        lookalike.create("protocol", "fpr95", recall=1.5)

@@ -16,7 +16,7 @@ from data.formats import write_homography_sequence
 from lookalike.core.errors import LookalikeError, OptionError, ShapeError
 from lookalike.data.bundled import bundled_photos
 from lookalike.data.hpatches_patches import PatchSequence
-from lookalike.eval.patch_baselines import (
+from lookalike.eval.protocols.describers import (
     OpenCVPatchDescriber,
     TorchPatchDescriber,
     area_resize,
@@ -25,17 +25,24 @@ from lookalike.eval.patch_baselines import (
     resolve_describers,
     sift_keypoint_size,
 )
-from lookalike.eval.patch_protocols import describe_sequences, evaluate_patch_descriptor
-from lookalike.eval.patch_table import (
+from lookalike.eval.protocols.hpatches import (
+    HPatchesOptions,
+    describe_sequences,
+    evaluate_described,
+    evaluate_patch_descriptor,
+)
+from lookalike.eval.protocols.patch_table import (
     ALL,
     LEVELS,
     TASKS,
-    evaluate_described,
     evaluate_patch_table,
     run_patch_table,
 )
+from lookalike.eval.report.files import write_patch_table
+from lookalike.eval.report.markdown import patch_table_markdown
+from lookalike.eval.report.terminal import patch_table_rich
 
-FAST = {"n_pairs": 400, "n_queries": 40}
+FAST = HPatchesOptions(n_pairs=400, n_queries=40)
 
 
 def _homographies() -> list[np.ndarray]:
@@ -67,7 +74,12 @@ def toy_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def toy_table(toy_root):
-    return run_patch_table(toy_root, ["sift", "opencv-sift", "kornia-sift"], budget=60, **FAST)
+    return run_patch_table(
+        toy_root,
+        ["sift", "opencv-sift", "kornia-sift"],
+        HPatchesOptions(400, 40, seed=0),
+        budget=60,
+    )
 
 
 def _noise_sets(n_seq=3, n=24, size=65, keys=("e1", "e2", "h1", "t1"), seed=0):
@@ -120,7 +132,7 @@ def test_table_rows_groups_and_files(toy_table, tmp_path):
     ours, theirs = table.row("sift"), table.row("kornia-sift")
     for key, value in ours.results[ALL].items():
         assert theirs.results[ALL][key] == pytest.approx(value, abs=2e-3), key
-    paths = table.write(tmp_path / "out")
+    paths = write_patch_table(table, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
     assert [r["name"] for r in data["rows"]] == ["sift", "opencv-sift", "kornia-sift"]
     assert data["rows"][1]["results"]["oxford-affine"]["matching/easy"] == pytest.approx(
@@ -138,16 +150,16 @@ def test_rich_table(toy_table):
     from rich.console import Console
 
     console = Console(record=True, width=200)
-    console.print(toy_table.rich_table())
-    console.print(toy_table.rich_table("oxford-affine"))
+    console.print(patch_table_rich(toy_table))
+    console.print(patch_table_rich(toy_table, "oxford-affine"))
     text = console.export_text()
     assert "opencv-sift" in text and "matching mAP" in text
     with pytest.raises(OptionError):
-        toy_table.rich_table("evd")
+        patch_table_rich(toy_table, "evd")
 
 
 def test_groups_filter_and_unknown_group(toy_root):
-    table = run_patch_table(toy_root, ["sift"], groups=["oxford"], budget=60, **FAST)
+    table = run_patch_table(toy_root, ["sift"], FAST, groups=["oxford"], budget=60)
     assert table.groups == ["oxford-affine"] and list(table.sequences) == ["oxford-affine/brick"]
     assert table.row("sift").results["oxford-affine"] is table.row("sift").results[ALL]
     assert "inter" not in " ".join(table.row("sift").results[ALL])  # a single sequence
@@ -163,27 +175,25 @@ def test_unknown_descriptor_lists_choices_before_any_work(tmp_path):
     for choice in ("opencv-sift", "opencv-teblid", "kornia-mkd", "rootsift", "hardnet"):
         assert choice in message
     with pytest.raises(OptionError):
-        create_patch_describer("opencv-orb")  # a matching baseline, not a patch one
-    with pytest.raises(OptionError):
         resolve_describers([42])
 
 
 def test_missing_opencv_descriptor_is_a_note(monkeypatch):
-    import lookalike.matching.describe as describe
+    import lookalike.baselines.opencv as opencv
 
-    real = describe.available_opencv_descriptors
-    monkeypatch.setattr(describe, "available_opencv_descriptors", lambda: {**real(), "vgg": False})
-    table = evaluate_patch_table(_noise_sets(), ["opencv-vgg", Oracle()], **FAST)
+    real = opencv.available_opencv_descriptors
+    monkeypatch.setattr(opencv, "available_opencv_descriptors", lambda: {**real(), "vgg": False})
+    table = evaluate_patch_table(_noise_sets(), ["opencv-vgg", Oracle()], FAST)
     vgg = table.row("opencv-vgg")
     assert vgg.skipped and vgg.value("matching") is None and "VGG_create" in vgg.note
     assert not table.row("oracle").skipped
-    assert "opencv-vgg: skipped" in table.to_markdown()
-    assert json.loads(table.to_json())["rows"][0]["skipped"] is True
+    assert "opencv-vgg: skipped" in patch_table_markdown(table)
+    assert table.to_dict()["rows"][0]["skipped"] is True
 
 
 # ---------------------------------------------------------------- oracles
 def test_perfect_descriptor_gets_map_one():
-    table = evaluate_patch_table(_noise_sets(), [Oracle()], **FAST)
+    table = evaluate_patch_table(_noise_sets(), [Oracle()], FAST)
     row = table.row("oracle")
     assert table.groups == ["toy0", "toy1"]
     for group in (ALL, "toy0", "toy1"):
@@ -200,14 +210,14 @@ def test_progress_bars_and_single_table():
 
     sets = _noise_sets()
     with Progress(console=Console(file=io.StringIO())) as bar:
-        table = evaluate_patch_table(sets, [Oracle()], progress=bar, per_group=False, **FAST)
+        table = evaluate_patch_table(sets, [Oracle()], FAST, progress=bar, per_group=False)
     assert bar.tasks[0].completed == len(sets)
     assert set(table.row("oracle").results) == {ALL}
-    assert "## toy0" not in table.to_markdown()  # no per-group numbers: no per-group table
-    quiet = evaluate_patch_table(sets, [Oracle()], progress=True, **FAST)
+    assert "## toy0" not in patch_table_markdown(table)  # no per-group numbers: no per-group table
+    quiet = evaluate_patch_table(sets, [Oracle()], FAST, progress=True)
     assert (
         quiet.row("oracle").results[ALL]
-        == evaluate_patch_table(sets, [Oracle()], **FAST).row("oracle").results[ALL]
+        == evaluate_patch_table(sets, [Oracle()], FAST).row("oracle").results[ALL]
     )
 
 
@@ -217,9 +227,23 @@ def test_evaluate_described_equals_protocol():
     def fn(x):
         return torch.nn.functional.normalize(x[:, :, ::8, ::8].flatten(1), dim=1)
 
-    opts = {"n_pairs": 300, "n_queries": 30, "seed": 5}
-    expected = evaluate_patch_descriptor(fn, sets, patch_size=65, **opts)
-    assert evaluate_described(describe_sequences(fn, sets, patch_size=65), **opts) == expected
+    opts = HPatchesOptions(n_pairs=300, n_queries=30, seed=5)
+    expected = evaluate_patch_descriptor(fn, sets, opts, patch_size=65)
+    assert evaluate_described(describe_sequences(fn, sets, patch_size=65), opts) == expected
+
+
+def test_registered_protocol_and_table_give_the_same_numbers():
+    """One describe path (area resize): the ``hpatches`` protocol equals the table's row."""
+    sets = _noise_sets(seed=4, n=16)
+    opts = HPatchesOptions(n_pairs=300, n_queries=20, seed=3)
+    for spec in ("sift", "hardnet"):  # 65 -> 32 px: the resize matters
+        torch.manual_seed(0)  # the same random network in both
+        table = evaluate_patch_table(sets, [spec], opts, per_group=False)
+        torch.manual_seed(0)
+        model = lookalike.create("descriptor", spec)
+        protocol = lookalike.create("protocol", "hpatches", options=opts)(model, sets)
+        for key, value in table.row(spec).results[ALL].items():
+            assert protocol[key] == pytest.approx(value, abs=1e-6), (spec, key)
 
 
 def test_opencv_sift_equals_single_patch_hpatches_code():
@@ -259,7 +283,9 @@ def test_binary_descriptors_give_hamming_distances(kind):
     bits = describer(patches)
     assert bits.shape == (6, 256) and set(np.unique(bits)) <= {0.0, 1.0}
     kp = cv2.KeyPoint(32.0, 32.0, 65 / 6.75, 0.0)
-    _, packed = describer.extractor.compute(list(patches), [[kp] for _ in patches])
+    factory = {"boostdesc": "BoostDesc_create", "teblid": "TEBLID_create"}[kind]
+    extractor = getattr(cv2.xfeatures2d, factory)(scale_factor=6.75)
+    _, packed = extractor.compute(list(patches), [[kp] for _ in patches])
     packed = np.concatenate(packed)
     hamming = np.unpackbits(packed[:, None] ^ packed[None], axis=2).sum(2)
     squared = ((bits[:, None] - bits[None]) ** 2).sum(2)
@@ -330,10 +356,9 @@ def test_real_sequences(data_root, tmp_path):
     table = run_patch_table(
         data_root,
         ["opencv-sift", "sift"],
+        HPatchesOptions(n_pairs=3000, n_queries=100),
         sequences=["v_graffiti", "oxford-affine/bikes"],
         budget=150,
-        n_pairs=3000,
-        n_queries=100,
         out_dir=tmp_path,
     )
     assert table.groups == ["hpatches-sequences", "oxford-affine"]

@@ -7,16 +7,15 @@ import pytest
 import torch
 from torch import nn
 
+from lookalike.baselines.opencv import OPENCV_DESCRIPTORS, available_opencv_descriptors
 from lookalike.core.errors import LookalikeError, OptionError
 from lookalike.data import bundled_photos
+from lookalike.descriptors.describe import describe_patches
 from lookalike.matching.describe import (
     NETWORK_EXTENT,
-    OPENCV_DESCRIPTORS,
     PatchDescriber,
-    available_opencv_descriptors,
     create_describer,
     default_extent,
-    describe_patches,
 )
 from lookalike.matching.keypoints import Keypoints, detect_keypoints
 from lookalike.matching.patches import SIFT_EXTENT
@@ -52,7 +51,7 @@ def test_opencv_baselines(kind, gray, kps):
     if not available_opencv_descriptors()[kind]:
         pytest.skip(f"OpenCV lacks {kind}")
     describer = create_describer(f"opencv-{kind}")
-    feats = describer(gray, kps)
+    feats = describer.describe_keypoints(gray, kps)
     assert 0 < len(feats) <= len(kps)
     assert feats.descriptors.shape[0] == len(feats.keypoints)
     if describer.metric == "hamming":
@@ -68,20 +67,49 @@ def test_opencv_sift_equals_opencv_directly(gray, kps):
 
     _, ref = cv2.SIFT_create().compute(gray, kps.to_cv())
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
-    feats = create_describer("opencv-sift")(gray, kps)
+    feats = create_describer("opencv-sift").describe_keypoints(gray, kps)
     np.testing.assert_allclose(feats.descriptors.numpy(), ref, atol=1e-6)
-    root = create_describer("opencv-rootsift")(gray, kps).descriptors.numpy()
+    root = create_describer("opencv-rootsift").describe_keypoints(gray, kps).descriptors.numpy()
     raw = cv2.SIFT_create().compute(gray, kps.to_cv())[1]
     np.testing.assert_allclose(root, np.sqrt(raw / raw.sum(1, keepdims=True)), atol=1e-6)
 
 
 def test_patch_describer_batches_and_keeps_every_keypoint(gray, kps):
     model = TinyDescriptor()
-    one = PatchDescriber(model, batch_size=1000)(gray, kps)
-    many = PatchDescriber(model, batch_size=7)(gray, kps)
+    one = PatchDescriber(model, batch_size=1000).describe_keypoints(gray, kps)
+    many = PatchDescriber(model, batch_size=7).describe_keypoints(gray, kps)
     assert len(one) == len(kps) and one.descriptors.shape == (len(kps), 16)
     torch.testing.assert_close(one.descriptors, many.descriptors)
-    assert model.training is False
+    # oracle: the model called on the extracted patches directly, in eval mode
+    describer = PatchDescriber(model)
+    with torch.no_grad():
+        direct = model.eval()(describer.patches(gray, kps))
+    torch.testing.assert_close(one.descriptors, direct)
+
+
+class ModeSensitive(TinyDescriptor):
+    """Dropout: train mode would give different rows from eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.drop(x))
+
+
+def test_patch_describer_keeps_the_callers_train_mode(gray, kps):
+    model = ModeSensitive().train()
+    describer = PatchDescriber(model)
+    assert model.training  # constructing does not switch the caller's model to eval
+    a = describer.describe_keypoints(gray, kps)
+    assert model.training  # nor does describing
+    b = describer.describe_keypoints(gray, kps)
+    torch.testing.assert_close(a.descriptors, b.descriptors)  # described in eval mode: no dropout
+    assert not a.descriptors.requires_grad
+    model.eval()
+    create_describer(model).describe_keypoints(gray, kps)
+    assert not model.training  # an eval model stays in eval mode
 
 
 def test_describe_patches_restores_training_mode_and_gives_no_grad():
@@ -100,19 +128,19 @@ def test_rotation_invariance_of_patches(gray):
     rot = np.ascontiguousarray(np.rot90(gray, k=-1))  # clockwise on screen
     xy = np.stack([gray.shape[0] - 1 - kps.xy[:, 1], kps.xy[:, 0]], axis=1)
     moved = Keypoints.from_arrays(xy, size=kps.size, angle=kps.angle + 90.0)
-    a = describer(gray, kps).descriptors
-    b = describer(rot, moved).descriptors
+    a = describer.describe_keypoints(gray, kps).descriptors
+    b = describer.describe_keypoints(rot, moved).descriptors
     assert float((a * b).sum(1).median()) > 0.97
     wrong = Keypoints.from_arrays(xy, size=kps.size, angle=kps.angle - 90.0)  # kornia's sign
-    c = describer(rot, wrong).descriptors
+    c = describer.describe_keypoints(rot, wrong).descriptors
     assert float((a * c).sum(1).median()) < 0.8
 
 
 def test_empty_keypoints(gray):
-    for spec in ("opencv-sift", "opencv-orb"):
-        feats = create_describer(spec)(gray, Keypoints.empty(gray.shape))
+    for spec in ("opencv-sift", "opencv-orb", "kornia-mkd"):
+        feats = create_describer(spec).describe_keypoints(gray, Keypoints.empty(gray.shape))
         assert len(feats) == 0 and feats.descriptors.shape[0] == 0
-    feats = PatchDescriber(TinyDescriptor())(gray, Keypoints.empty(gray.shape))
+    feats = PatchDescriber(TinyDescriptor()).describe_keypoints(gray, Keypoints.empty(gray.shape))
     assert feats.descriptors.shape == (0, 16)
 
 
@@ -130,8 +158,27 @@ def test_module_spec_and_device():
     assert isinstance(d, PatchDescriber) and d.patch_size == 16 and d.extent == 5.0
 
 
+def test_every_name_resolves_through_the_registry(gray, kps):
+    import lookalike
+    from lookalike.baselines.opencv import OpenCVDescriptor
+
+    for name in lookalike.list_registered("descriptor"):
+        describer = create_describer(name)
+        assert describer.name == name
+        if name.startswith("opencv-"):
+            assert isinstance(describer, OpenCVDescriptor)  # describes keypoints itself
+        else:
+            assert isinstance(describer, PatchDescriber)
+    mkd = create_describer("kornia-mkd")
+    assert mkd.patch_size == 32 and mkd.extent == NETWORK_EXTENT
+    assert create_describer("kornia-sift", patch_size=32).patch_size == 32
+    assert create_describer("opencv-orb", nfeatures=10).extractor.getMaxFeatures() == 10
+    given = PatchDescriber(TinyDescriptor())
+    assert create_describer(given) is given
+
+
 def test_bad_specs():
-    with pytest.raises(OptionError):
+    with pytest.raises(LookalikeError):
         create_describer("opencv-surfish")
     with pytest.raises(OptionError):
         create_describer("opencv-sift", extent=3.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lookalike.core.errors import OptionError, ShapeError
-from lookalike.eval.homography import project_points
+from lookalike.geometry import project_points
 from lookalike.matching.geometry import (
     estimate_fundamental,
     estimate_geometry,

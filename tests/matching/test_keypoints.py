@@ -113,3 +113,17 @@ def test_keypoints_container():
     assert len(kps.subset([1])) == 1 and len(Keypoints.empty()) == 0
     with pytest.raises(ShapeError):
         Keypoints.from_arrays([[1, 2]], size=[1, 2])
+
+
+def test_unknown_dog_option_is_an_error_naming_the_valid_ones():
+    image = np.zeros((64, 64), np.uint8)
+    image[20:40, 20:40] = 255
+    with pytest.raises(OptionError, match=r"contrast_threshold.*edge_threshold.*sigma") as info:
+        detect_keypoints(image, contrast_treshold=0.01)  # typo: silently ignored before
+    assert "contrast_treshold" in str(info.value)
+    with pytest.raises(OptionError, match="mr_size"):
+        detect_keypoints(image, method="hessian", mr_sise=6.0)
+    # the valid ones still work and change the result (a lower threshold finds more blobs)
+    few = detect_keypoints(image, contrast_threshold=0.2, max_keypoints=None)
+    many = detect_keypoints(image, contrast_threshold=0.001, max_keypoints=None)
+    assert len(many) >= len(few)

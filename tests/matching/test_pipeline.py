@@ -11,7 +11,8 @@ import lookalike
 from lookalike.core.errors import DataNotFoundError, LookalikeError, OptionError
 from lookalike.data import bundled_photos
 from lookalike.data.images import ImageError, write_image
-from lookalike.eval.homography import corner_error, warp_image
+from lookalike.eval.metrics.matching import corner_error
+from lookalike.geometry import warp_image
 from lookalike.matching.pipeline import (
     DEFAULT_DESCRIPTOR,
     ImageMatcher,
@@ -141,3 +142,131 @@ def test_bad_options(pair):
         ImageMatcher("opencv-sift", geometry="affine")
     with pytest.raises(LookalikeError):
         ImageMatcher("nonexistent-descriptor")
+
+
+# ---------------------------------------------------------------- defects fixed
+
+
+def _no_build(monkeypatch):
+    """Make building a descriptor fail loudly: options must be refused before."""
+    import lookalike.matching.pipeline as pipeline
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the descriptor was built before the options were checked")
+
+    monkeypatch.setattr(pipeline, "create_describer", fail)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ransac_method": "lmeds"},
+        {"matcher": "best"},
+        {"detector": "fast"},
+        {"geometry": "affine"},
+        {"metric": "hamming"},
+        {"ratio_threshold": 0.0},
+        {"ratio_threshold": 1.5},
+        {"ransac_threshold": -1.0},
+        {"ransac_threshold": float("nan")},
+        {"max_keypoints": 0},
+        {"max_keypoints": 2.5},
+        {"max_size": -1},
+        {"max_size": 1.5},
+        {"detector_options": {"contrast_treshold": 0.01}},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_every_option_is_checked_before_the_descriptor_is_built(monkeypatch, options):
+    _no_build(monkeypatch)
+    with pytest.raises(OptionError):
+        ImageMatcher("hardnet:bundled", **options)
+
+
+def test_shipped_candidates_exist():
+    from lookalike.matching.pipeline import SHIPPED_CANDIDATES, _shipped
+
+    assert SHIPPED_CANDIDATES and all(_shipped(spec) for spec in SHIPPED_CANDIDATES)
+    assert best_shipped_descriptor() == SHIPPED_CANDIDATES[0]
+    model = lookalike.create("descriptor", best_shipped_descriptor())  # loads
+    assert model.dim > 0
+
+
+def test_match_images_builds_the_descriptor_once(monkeypatch, pair):
+    import lookalike.matching.pipeline as pipeline
+
+    calls = []
+    real = pipeline.create_describer
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "create_describer", counting)
+    pipeline.clear_matcher_cache()
+    small = pair[0][:128, :128]
+    for _ in range(3):
+        match_images(small, small, "sift", max_keypoints=50)
+    assert len(calls) == 1
+    match_images(small, small, "sift", max_keypoints=60)  # other options: another pipeline
+    assert len(calls) == 2
+    for k in range(pipeline.MATCHER_CACHE_SIZE + 1):  # the cache stays small
+        match_images(small, small, "opencv-sift", max_keypoints=10 + k)
+    assert len(pipeline._MATCHER_CACHE) == pipeline.MATCHER_CACHE_SIZE
+    pipeline.clear_matcher_cache()
+
+
+def test_max_size_maps_keypoints_back_to_original_pixels(pair):
+    import cv2
+
+    from lookalike.data.images import to_gray
+    from lookalike.matching.keypoints import detect_keypoints
+
+    image = cv2.resize(pair[0], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)  # 512 x 512
+    matcher = ImageMatcher("opencv-sift", max_keypoints=300, max_size=256)
+    kps = matcher.detect(image)
+    # oracle: detection on the INTER_AREA half-size image, mapped by hand (pixel centres)
+    half = cv2.resize(to_gray(image), (256, 256), interpolation=cv2.INTER_AREA)
+    ref = detect_keypoints(half, max_keypoints=300)
+    np.testing.assert_allclose(kps.xy, (ref.xy + 0.5) * 2 - 0.5, atol=1e-4)
+    np.testing.assert_allclose(kps.size, ref.size * 2, rtol=1e-6)
+    assert kps.image_size == (512, 512) and kps.xy.max() > 256
+    # a small image is untouched by max_size
+    full = ImageMatcher("opencv-sift", max_keypoints=300, max_size=None).detect(pair[0])
+    same = ImageMatcher("opencv-sift", max_keypoints=300, max_size=256).detect(pair[0])
+    np.testing.assert_array_equal(full.xy, same.xy)
+
+
+@pytest.mark.parametrize("descriptor", ["opencv-sift", "sift"])
+def test_max_size_model_is_in_original_pixels(pair, descriptor):
+    import cv2
+
+    scale = np.diag([3.0, 3.0, 1.0])
+    big = cv2.resize(pair[0], None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # 768 x 768
+    H_big = scale @ H_TRUE @ np.linalg.inv(scale)
+    warped = warp_image(big, H_big)
+    result = ImageMatcher(descriptor, max_keypoints=500, max_size=256)(big, warped)
+    assert result.model is not None and result.num_inliers >= 30
+    assert corner_error(result.model, H_big, big.shape[:2]) < 3 * 3.0
+    assert result.keypoints0.image_size == big.shape[:2]
+    assert np.abs(result.points1 - result.points0).max() < 800  # positions in 768 px, not 256
+
+
+@pytest.mark.slow
+def test_huge_photo_with_default_max_size():
+    """A 6000 x 6000 photo (a bundled one enlarged) with a known homography in its pixels."""
+    import cv2
+
+    from lookalike.matching.pipeline import DEFAULT_MAX_SIZE
+
+    photo = bundled_photos(["astronaut"])[0].rgb  # 512 x 512
+    big = cv2.resize(photo, (6000, 6000), interpolation=cv2.INTER_CUBIC)
+    scale = np.diag([6000 / 512, 6000 / 512, 1.0])
+    H_big = scale @ H_TRUE @ np.linalg.inv(scale)
+    warped = warp_image(big, H_big)
+    matcher = ImageMatcher("opencv-sift")
+    assert matcher.max_size == DEFAULT_MAX_SIZE == 2048
+    result = matcher(big, warped)
+    assert result.model is not None and result.num_inliers >= 50
+    assert result.keypoints0.image_size == (6000, 6000)
+    assert corner_error(result.model, H_big, big.shape[:2]) < 3.0 * 6000 / 2048

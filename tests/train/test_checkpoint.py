@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 from torch import nn
 
 from lookalike.core.weights import WeightsError, save_weights
-from lookalike.train.checkpoint import load_checkpoint, save_checkpoint
+from lookalike.train.checkpoint import (
+    CheckpointNotFoundError,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 
 
 def _model_and_opt(seed=0, name="sgd"):
@@ -46,8 +54,8 @@ def test_resume_continues_exactly(tmp_path, opt_name):
         training={"recipe": {"x": 1}},
     )
     fresh, fresh_opt = _model_and_opt(seed=99, name=opt_name)
-    step, history = load_checkpoint(path, fresh, fresh_opt)
-    assert step == 3 and history == {"loss": [1.0, 0.5, 0.25]}
+    step, history, state = load_checkpoint(path, fresh, fresh_opt)
+    assert step == 3 and history == {"loss": [1.0, 0.5, 0.25]} and state == {}
     _steps(fresh, fresh_opt, 3, seed=2)
     for (k, a), b in zip(ref.state_dict().items(), fresh.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
@@ -66,3 +74,57 @@ def test_checkpoint_for_other_model_is_refused(tmp_path):
     other = nn.Linear(3, 3)
     with pytest.raises(WeightsError, match="does not fit Linear"):
         load_checkpoint(path, other, torch.optim.SGD(other.parameters(), lr=0.1))
+
+
+def test_extra_modules_and_state_round_trip(tmp_path):
+    model, opt = _model_and_opt()
+    head = nn.Linear(2, 3)
+    stream_state = {
+        "rng": {"state": {"state": 2**100 + 7, "inc": 3}, "bit_generator": "PCG64"},
+        "labels": [1, 2, 3],
+        "patches": torch.rand(3, 2, 1, 4, 4),
+    }
+    rng = torch.get_rng_state()
+    path = save_checkpoint(
+        tmp_path / "c.safetensors", model, opt, step=2, history={}, training={},
+        modules={"loss": head, "regularizer": None},
+        state={"stream": stream_state, "torch_rng": rng},
+    )  # fmt: skip
+    fresh, fresh_opt = _model_and_opt(seed=5)
+    other = nn.Linear(2, 3)
+    ckpt = load_checkpoint(path, fresh, fresh_opt, modules={"loss": other})
+    torch.testing.assert_close(other.weight, head.weight, rtol=0, atol=0)
+    assert ckpt.state["stream"]["rng"] == stream_state["rng"]
+    assert ckpt.state["stream"]["labels"] == [1, 2, 3]
+    assert torch.equal(ckpt.state["stream"]["patches"], stream_state["patches"])
+    assert torch.equal(ckpt.state["torch_rng"], rng)
+    with pytest.raises(WeightsError, match="module 'loss' does not fit"):
+        load_checkpoint(path, fresh, fresh_opt, modules={"loss": nn.Linear(3, 3)})
+
+
+def test_checkpoint_is_readable_whatever_the_umask(tmp_path):
+    model, opt = _model_and_opt()
+    old = os.umask(0o077)  # a temp file would be 0600: chmod 0644 before the rename
+    try:
+        path = save_checkpoint(
+            tmp_path / "c.safetensors", model, opt, step=1, history={}, training={}
+        )
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resolve_checkpoint(tmp_path):
+    model, opt = _model_and_opt()
+    with pytest.raises(CheckpointNotFoundError, match=f"no checkpoint at {tmp_path / 'nope'}"):
+        resolve_checkpoint(tmp_path / "nope")
+    with pytest.raises(CheckpointNotFoundError, match=r"holds no checkpoint\.safetensors"):
+        resolve_checkpoint(tmp_path)
+    weights = save_weights(model, tmp_path / "w.safetensors")
+    with pytest.raises(WeightsError, match="not a training checkpoint"):
+        resolve_checkpoint(weights)
+    path = save_checkpoint(
+        tmp_path / "checkpoint.safetensors", model, opt, step=1, history={}, training={}
+    )
+    assert resolve_checkpoint(tmp_path) == path == resolve_checkpoint(path)

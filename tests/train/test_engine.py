@@ -2,18 +2,25 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import lookalike
+from lookalike._registry import build_component
 from lookalike.core.config import ConfigError, load_config
-from lookalike.core.weights import read_metadata
-from lookalike.train.engine import _lr_factor, train_patches
-from lookalike.train.recipe import PatchTrainRecipe
+from lookalike.core.weights import read_metadata, read_weights
+from lookalike.train.checkpoint import CheckpointNotFoundError
+from lookalike.train.engine import train, train_patches
+from lookalike.train.optim import lr_factor
+from lookalike.train.recipe import PatchTrainRecipe, TrainRecipe
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).parents[2]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 TINY = [
     "steps=3",
     "batch_size=8",
@@ -29,64 +36,136 @@ TINY = [
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_shipped_recipe_loads_and_names_registered_parts(path):
-    recipe = load_config(PatchTrainRecipe, path)
+    recipe = load_config(TrainRecipe, path)
     assert recipe.model.name in lookalike.list_registered("descriptor")
     assert recipe.loss.name in lookalike.list_registered("loss")
     assert recipe.data.name in lookalike.list_registered("dataset")
+    assert recipe.task.name in {"pairs", "labelled", "pk"}
+    # the recipe asks for every held-out point, so no "only N of M points" warning
+    assert recipe.val_points is None
+
+
+def test_shipped_recipe_validation_set_prints_no_warning(caplog):
+    recipe = load_config(TrainRecipe, ROOT / "configs" / "hardnet_bundled.yaml")
+    data = build_component(recipe.data, "dataset", seed=0, batch_size=8)
+    with caplog.at_level(logging.WARNING):
+        val = data.validation_set(n_points=recipe.val_points)
+    assert not [r for r in caplog.records if "points available" in r.getMessage()]
+    assert val.patches.shape[0] > 1000
 
 
 def test_recipe_rejects_unknown_key():
+    assert PatchTrainRecipe is TrainRecipe and train_patches is train
     with pytest.raises(ConfigError, match=r"unknown key optim\.learning_rate"):
-        load_config(PatchTrainRecipe, None, ["optim.learning_rate=1"])
+        load_config(TrainRecipe, None, ["optim.learning_rate=1"])
 
 
 def test_linear_schedule_with_warmup():
-    recipe = load_config(PatchTrainRecipe, None, ["steps=10", "optim.warmup_steps=2"])
-    factors = [_lr_factor(recipe, s) for s in range(10)]
+    recipe = load_config(TrainRecipe, None, ["steps=10", "optim.warmup_steps=2"])
+    factors = [lr_factor(recipe, s) for s in range(10)]
     assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
     assert factors[2] == pytest.approx(1.0) and factors[-1] == pytest.approx(1 - 7 / 8)
     assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
 
 
 def test_tiny_run_writes_weights_metrics_curves_and_resumes(tmp_path):
-    config = Path(__file__).parents[2] / "configs" / "hardnet_bundled.yaml"
-    recipe = load_config(PatchTrainRecipe, config, [*TINY, f"out_dir={tmp_path}"])
-    result = train_patches(recipe, progress=False)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    recipe = load_config(TrainRecipe, config, [*TINY, f"out_dir={tmp_path}"])
+    result = train(recipe, progress=False)
     run = result.run_dir
+    # runs/<YYYYmmdd-HHMMSS>-<recipe name>
+    assert run.parent == tmp_path and run.name[:15].replace("-", "").isdigit()
+    assert run.name.endswith("-hardnet_bundled")
     for name in ("config.yaml", "version.json", "metrics.json", "run.log", "curves.png"):
         assert (run / name).is_file(), name
+    for name in ("checkpoint.safetensors", "weights.safetensors"):
+        assert (run / name).stat().st_mode & 0o044 == 0o044, name  # group/other readable
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 3 and 0.0 <= metrics["val_fpr95"] <= 1.0
     meta = read_metadata(result.weights)
     assert meta["name"] == "hardnet" and meta["training"]["recipe"]["seed"] == 0
-    # the weights load by path through the registry
     model = lookalike.create("descriptor", "hardnet", weights=str(result.weights)).eval()
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 128)
-    # resume from the run directory: continue to 5 steps from the step-3 checkpoint
-    longer = load_config(PatchTrainRecipe, config, [*TINY, "steps=5", f"out_dir={tmp_path}"])
-    resumed = train_patches(longer, resume=run, progress=False)
-    history = json.loads((resumed.run_dir / "metrics.json").read_text())
-    assert history["steps"] == 5
+    longer = load_config(TrainRecipe, config, [*TINY, "steps=5", f"out_dir={tmp_path}"])
+    resumed = train(longer, resume=run, progress=False)
+    assert resumed.history["loss_step"] == [1, 2, 3, 4, 5]
+    assert resumed.history["loss"][:3] == result.history["loss"]
+
+
+def test_resume_from_a_missing_checkpoint_fails_before_creating_anything(tmp_path):
+    out = tmp_path / "runs"
+    recipe = load_config(TrainRecipe, None, [*TINY, f"out_dir={out}"])
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint at /does/not/exist"):
+        train(recipe, resume="/does/not/exist", progress=False)
+    assert not out.exists()
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint at"):
+        train(recipe, resume=empty, progress=False)
+    assert not out.exists()
+
+
+def test_cli_resume_from_a_missing_checkpoint(tmp_path):
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lookalike", "train", "--config", str(config),
+         "--resume", "/does/not/exist", "--quiet", f"out_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "no checkpoint at /does/not/exist" in proc.stderr
+    assert "weights file" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_stop_after_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """3 steps + resume for 2 == 5 uninterrupted steps: same loss history, same weights, exactly.
+
+    Exact on CPU (rtol = atol = 0): the checkpoint restores model, momentum, the data stream's
+    generator and shuffle buffer and torch's RNG state; the linear schedule depends on ``steps``
+    only, so the interrupted run follows the same learning rates.
+    """
+    base = [*TINY, "steps=5", "val_every=0", "checkpoint_every=0", "data.kwargs.buffer_batches=2"]
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    whole = train(load_config(TrainRecipe, config, [*base, f"out_dir={tmp_path / 'a'}"]),
+                  progress=False)  # fmt: skip
+    recipe = load_config(TrainRecipe, config, [*base, f"out_dir={tmp_path / 'b'}"])
+    first = train(recipe, progress=False, stop_after=3)
+    assert first.weights is None and len(first.history["loss"]) == 3
+    rest = train(recipe, resume=first.run_dir, progress=False)
+    assert rest.history["loss"] == whole.history["loss"]
+    ours, _ = read_weights(rest.weights)
+    ref, _ = read_weights(whole.weights)
+    assert ours.keys() == ref.keys()
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=0, msg=key)
 
 
 def test_pca_head_is_fitted_on_training_patches(tmp_path):
-    config = Path(__file__).parents[2] / "configs" / "hardnet8_pca_bundled.yaml"
-    recipe = load_config(
-        PatchTrainRecipe,
-        config,
-        [
-            *TINY,
-            "steps=1",
-            "pca.samples=200",
-            "pca.dim=16",
-            "model.kwargs.dim=16",
-            f"out_dir={tmp_path}",
-        ],
-    )
-    result = train_patches(recipe, progress=False)
+    config = ROOT / "configs" / "hardnet8_pca_bundled.yaml"
+    overrides = [*TINY, "steps=1", "pca.samples=200", "pca.dim=16", "model.kwargs.dim=16"]
+    recipe = load_config(TrainRecipe, config, [*overrides, f"out_dir={tmp_path}"])
+    result = train(recipe, progress=False)
     model = lookalike.create("descriptor", "hardnet8", weights=str(result.weights)).eval()
     components = model.components
     # fitted, not the identity initialisation: orthonormal columns (no whitening)
     torch.testing.assert_close(components.T @ components, torch.eye(16), atol=1e-4, rtol=0)
     assert not torch.equal(components, torch.eye(512, 16))
     assert "val_fpr95_pca" in result.metrics
+
+
+def test_pca_is_fitted_on_what_it_projects():
+    """HardNet8's projection L2-normalises the trunk rows first: the PCA mean is their mean."""
+    from lookalike.train.report import fit_pca_head
+
+    torch.manual_seed(0)
+    model = lookalike.create("descriptor", "hardnet8", dim=8).eval()
+    patches = torch.rand(64, 1, 32, 32)
+    fit_pca_head(model, patches, dim=8, whiten_power=0.0, device=torch.device("cpu"))
+    with torch.no_grad():
+        rows = torch.nn.functional.normalize(model.forward_features(patches), dim=1)
+    torch.testing.assert_close(model.mean, rows.mean(0), atol=1e-5, rtol=0)
+    # the projected training rows are centred
+    with torch.no_grad():
+        projected = model.project(model.forward_features(patches))
+    assert projected.mean(0).abs().max() < 1e-4

@@ -9,13 +9,17 @@
   HPatches-style verification / matching / retrieval on patches cut from the same sequences; writes
   ``results.md`` and ``results.json``.
 
+The library runs (:func:`lookalike.eval.protocols.run_matching`,
+:func:`lookalike.eval.protocols.run_patch_table`); this module checks the arguments, renders the
+results (:mod:`lookalike.eval.report`) and says where they went. Output folders follow
+:mod:`lookalike.cli._common`: ``--out`` or ``runs/<timestamp>-<command>/``, checked before any work.
 Each protocol contributes a ``_add_<protocol>(subparsers)`` function called by :func:`add_commands`.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
 
 #: Descriptors of ``evaluate matching`` unless ``--descriptors`` is given (ours, then the anchors).
 DEFAULT_MATCHING_DESCRIPTORS = ("sift", "rootsift", "kornia-sift", "opencv-sift", "opencv-rootsift")
@@ -23,6 +27,39 @@ DEFAULT_MATCHING_DESCRIPTORS = ("sift", "rootsift", "kornia-sift", "opencv-sift"
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def check_trained(specs: list[str], *, allow_random: bool) -> None:
+    """Refuse learned networks without weights among ``specs`` (baselines are not registry names).
+
+    Raises:
+        UntrainedModelError: a learned network named without weights (and no ``--allow-random``).
+    """
+    import lookalike
+    from lookalike._registry import split_spec
+    from lookalike.cli._common import require_trained
+
+    registered = set(lookalike.list_registered("descriptor"))
+    for spec in specs:
+        if isinstance(spec, str) and split_spec(spec)[0] in registered:
+            require_trained(spec, allow_random=allow_random)
+
+
+def _check_out(args: argparse.Namespace) -> Path | None:
+    """``--out`` checked (nothing created yet); None when results go to a new run folder."""
+    from lookalike.cli._common import check_output_dir
+
+    if args.out is not None:
+        return check_output_dir(args.out)
+    check_output_dir(args.runs, what="--runs")
+    return None
+
+
+def _result_dir(args: argparse.Namespace, out: Path | None, command: str, config: dict) -> Path:
+    """``--out``, or a new ``<runs>/<timestamp>-<command>/`` holding ``config.yaml`` and the versions."""
+    from lookalike.core.runs import start_run
+
+    return out if out is not None else start_run(args.runs, command, config).path
 
 
 def _matching_descriptors(args: argparse.Namespace) -> list[str]:
@@ -39,95 +76,50 @@ def _matching_descriptors(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
+
+
 def _run_matching(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from lookalike import __version__
-    from lookalike.core.data import data_root
-    from lookalike.core.errors import DataNotFoundError
-    from lookalike.core.runs import git_revision, start_run
-    from lookalike.data.sequences import find_sequences
-    from lookalike.eval.homography import evaluate_matching, write_report
-    from lookalike.matching.pipeline import ImageMatcher
+    from lookalike.eval.protocols import MatchingOptions, find_evaluation_sequences, run_matching
+    from lookalike.eval.report.files import write_matching
+    from lookalike.eval.report.terminal import matching_rich, matching_summary_markdown, print_table
 
     console = Console()
-    root = args.data if args.data is not None else data_root()
-    sequences = find_sequences(root)
-    if args.sequences:
-        wanted = _split(args.sequences)
-        sequences = [s for s in sequences if any(w in s.name for w in wanted)]
-    if not sequences:
-        raise DataNotFoundError(
-            f"no homography sequence (HPatches, Oxford affine or EVD layout) found below {root}"
-        )
     names = _matching_descriptors(args)
-    settings: dict[str, Any] = {
-        "matcher": args.matcher,
-        "detector": args.detector,
-        "max_keypoints": args.max_keypoints,
-        "ratio_threshold": args.ratio,
-        "ransac_threshold": args.ransac_threshold,
-    }
-    matchers = {name: ImageMatcher(name, **settings) for name in names}
-    config = {
-        "data": str(root),
-        "descriptors": names,
-        "sequences": [s.name for s in sequences],
-        "protocol": "MMA: mutual NN (D2-Net); homography: pipeline matcher + MAGSAC++, corner error",
-        **settings,
-        "lookalike": __version__,
-        "git": git_revision(),
-    }
-    n_pairs = sum(len(s.homographies) for s in sequences)
-    console.print(
-        f"evaluating {len(names)} descriptors on {len(sequences)} sequences ({n_pairs} pairs) "
-        f"from {root}"
+    check_trained(names, allow_random=args.allow_random)
+    out = _check_out(args)
+    options = MatchingOptions(
+        matcher=args.matcher,
+        detector=args.detector,
+        max_keypoints=args.max_keypoints,
+        ratio_threshold=args.ratio,
+        ransac_threshold=args.ransac_threshold,
     )
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("matching", total=len(sequences) * len(names))
+    wanted = _split(args.sequences) if args.sequences else None
+    root, found = find_evaluation_sequences(args.data, names=wanted)
+    console.print(f"evaluating {len(names)} descriptors on {len(found)} sequences from {root}")
+    with _progress(console) as progress:
+        task = progress.add_task("matching", total=len(found) * len(names))
 
         def step(label: str, sequence: str) -> None:
             progress.update(task, advance=1, description=f"{label:>16} {sequence}")
 
-        report = evaluate_matching(sequences, matchers, progress=step)
-    report.config = config
-    if args.out is not None:
-        out_dir = args.out
-    else:
-        out_dir = start_run(args.runs, "evaluate-matching", config).path
-    paths = write_report(report, out_dir)
-
-    table = Table(
-        title="image matching: MMA@3 (mutual NN) and homography accuracy @3 px",
-        caption="per data set and over all pairs; matches and 1/5 px in results.md",
-    )
-    table.add_column("descriptor", style="bold", no_wrap=True)
-    groups = report.groups()
-    for g in [*groups, "all"]:
-        short = g.split("-")[0]
-        table.add_column(f"{short}\nMMA@3", justify="right")
-        table.add_column(f"{short}\nH@3", justify="right")
-    table.add_column("time", justify="right")
-    for name in report.descriptors:
-        cells = []
-        for g in [*groups, None]:
-            s = report.summary(name, group=g)
-            cells += [f"{s['mma'][2]:.3f}", f"{s['homography_accuracy']['3']:.2f}"]
-        table.add_row(name, *cells, f"{report.seconds[name]:.0f}s")
-    console.print(table)
+        report = run_matching(root, names, sequences=wanted, options=options, progress=step)
+    paths = write_matching(report, _result_dir(args, out, "evaluate-matching", report.config))
+    print_table(console, matching_rich(report), matching_summary_markdown(report))
     console.print(f"wrote {paths['markdown']}, {paths['json'].name} and {paths['plot'].name}")
     return 0
 
 
 def _add_matching(sub: argparse._SubParsersAction) -> None:
+    from lookalike.cli._common import add_allow_random
+
     parser = sub.add_parser(
         "matching",
         help="image matching on homography sequences (MMA, homography accuracy)",
@@ -138,14 +130,17 @@ def _add_matching(sub: argparse._SubParsersAction) -> None:
             "data set and overall. Evaluation only: do not tune on these numbers."
         ),
     )
-    parser.add_argument("--data", help="folder holding the sequences (default: the data root)")
+    parser.add_argument(
+        "--data",
+        help="folder holding the sequences (default: LOOKALIKE_DATA, else ~/.cache/lookalike/data)",
+    )
     parser.add_argument(
         "--descriptors",
         help="comma-separated descriptors: registered names (sift, hardnet:bundled...), "
         "opencv-{sift,rootsift,vgg,boostdesc,teblid,orb}, kornia-{sift,rootsift} "
         f"(default: {','.join(DEFAULT_MATCHING_DESCRIPTORS)} and the best shipped one)",
     )
-    parser.add_argument("--out", help="output folder (default: a new run folder under --runs)")
+    parser.add_argument("--out", help="output folder (default: runs/<timestamp>-evaluate-matching)")
     parser.add_argument("--runs", default="runs", help="parent of run folders (default: runs)")
     parser.add_argument("--sequences", help="keep sequences whose name contains one of these")
     parser.add_argument("--max-keypoints", type=int, default=2048, help="keypoints per image")
@@ -157,16 +152,23 @@ def _add_matching(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ransac-threshold", type=float, default=None, help="MAGSAC++ threshold in px (default 3)"
     )
+    add_allow_random(parser)
     parser.set_defaults(func=_run_matching)
 
 
 def _run_patches(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from lookalike.eval.patch_table import DEFAULT_DESCRIPTORS, run_patch_table
+    from lookalike.eval.protocols import run_patch_table
+    from lookalike.eval.protocols.patch_table import DEFAULT_DESCRIPTORS
+    from lookalike.eval.report.files import write_patch_table
+    from lookalike.eval.report.markdown import patch_table_markdown
+    from lookalike.eval.report.terminal import patch_table_rich, print_table
 
     console = Console()
     descriptors = _split(args.descriptors) if args.descriptors else list(DEFAULT_DESCRIPTORS)
+    check_trained(descriptors, allow_random=args.allow_random)
+    out = _check_out(args)
     table = run_patch_table(
         args.data,
         descriptors,
@@ -174,16 +176,18 @@ def _run_patches(args: argparse.Namespace) -> int:
         sequences=_split(args.sequences) if args.sequences else None,
         budget=args.budget,
         seed=args.seed,
-        out_dir=args.out,
         progress=not args.quiet,
         device=args.device,
     )
-    console.print(table.rich_table())
-    console.print(f"results: {args.out}/results.md and {args.out}/results.json")
+    paths = write_patch_table(table, _result_dir(args, out, "evaluate-patches", table.config))
+    print_table(console, patch_table_rich(table), patch_table_markdown(table))
+    console.print(f"results: {paths['markdown']} and {paths['json']}")
     return 0
 
 
 def _add_patches(sub: argparse._SubParsersAction) -> None:
+    from lookalike.cli._common import add_allow_random
+
     parser = sub.add_parser(
         "patches",
         help="HPatches-style patch tasks cut from real homography sequences",
@@ -194,7 +198,9 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--data", default=None, help="folder of sequences (default: LOOKALIKE_DATA)"
+        "--data",
+        default=None,
+        help="folder of sequences (default: LOOKALIKE_DATA, else ~/.cache/lookalike/data)",
     )
     parser.add_argument(
         "--descriptors",
@@ -210,8 +216,12 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=int, default=1000, help="keypoints per reference image")
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter and the task pairs")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
-    parser.add_argument("--out", default="results/patches", help="output folder")
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: runs/<timestamp>-evaluate-patches)"
+    )
+    parser.add_argument("--runs", default="runs", help="parent of run folders (default: runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_allow_random(parser)
     parser.set_defaults(func=_run_patches)
 
 

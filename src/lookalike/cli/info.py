@@ -27,6 +27,8 @@ def collect_info() -> dict[str, Any]:
     """Everything ``lookalike info`` shows, as a JSON-ready dict."""
     import torch
 
+    from lookalike.descriptors.patch import _inference
+
     versions = {}
     for name in _PACKAGES:
         try:
@@ -43,8 +45,7 @@ def collect_info() -> dict[str, Any]:
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "cuda": cuda,
         "threads": torch.get_num_threads(),
-        "bf16_cpu": bool(torch.backends.mkldnn.is_available())
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+        "bf16_cpu": _inference.bf16_supported("cpu"),  # the probe fuse_for_inference uses
         "home": str(lookalike_home()),
         "data_root": str(root),
         "data_root_exists": root.is_dir(),

@@ -1,4 +1,8 @@
-"""``lookalike train --config RECIPE.yaml [key.path=value ...] [--resume RUN_OR_CHECKPOINT]``."""
+"""``lookalike train --config RECIPE.yaml [key.path=value ...] [--resume RUN_OR_CHECKPOINT]``.
+
+Under ``torchrun --nproc_per_node N -m lookalike train ...`` every process trains its shard of the
+global batch; only rank 0 prints and writes the run directory.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,19 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lookalike.core.config import load_config
+    from lookalike.train.checkpoint import resolve_checkpoint
+    from lookalike.train.engine import train
+    from lookalike.train.recipe import TrainRecipe
+
+    recipe = load_config(TrainRecipe, args.config, args.overrides)
+    if args.resume is not None:
+        resolve_checkpoint(args.resume)  # fail before anything is created
+    result = train(recipe, resume=args.resume, progress=not args.quiet)
+    if result.run_dir is None:  # not rank 0
+        return 0
     from rich.console import Console
 
-    from lookalike.core.config import load_config
-    from lookalike.train.engine import train_patches
-    from lookalike.train.recipe import PatchTrainRecipe
-
-    recipe = load_config(PatchTrainRecipe, args.config, args.overrides)
-    result = train_patches(recipe, resume=args.resume, progress=not args.quiet)
     console = Console()
     console.print(f"run directory: {result.run_dir}")
     console.print(f"weights: {result.weights}")
@@ -27,7 +36,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
         help="train a descriptor from a recipe",
-        description="Train a patch descriptor. Dotted overrides (optim.lr=0.05) apply after the file.",
+        description=(
+            "Train a descriptor (task pairs, labelled or pk). Dotted overrides (optim.lr=0.05) "
+            "apply after the file. Multi-process: torchrun --nproc_per_node N -m lookalike train ..."
+        ),
     )
     parser.add_argument("--config", required=True, help="recipe YAML (see configs/)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")

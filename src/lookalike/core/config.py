@@ -21,7 +21,16 @@ from typing import Any, TypeVar
 
 from lookalike.core.errors import LookalikeError
 
-__all__ = ["Component", "ConfigError", "apply_overrides", "from_dict", "load_config", "to_dict"]
+__all__ = [
+    "Component",
+    "ConfigError",
+    "apply_overrides",
+    "bounded",
+    "check_override_keys",
+    "from_dict",
+    "load_config",
+    "to_dict",
+]
 
 T = TypeVar("T")
 
@@ -37,16 +46,54 @@ class Component:
     Attributes:
         name: registry name, optionally ``"name:weights"``.
         kwargs: keyword arguments for the factory (free-form; checked by the factory itself).
+
+    Built with :func:`lookalike._registry.build_component` (core holds the data, the registry builds).
     """
 
     name: str
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def build(self, kind: str, **extra: Any) -> Any:
-        """``lookalike.create(kind, name, **kwargs, **extra)``."""
-        from lookalike._registry import create
 
-        return create(kind, self.name, **{**self.kwargs, **extra})
+_BOUNDS = {
+    "ge": (lambda v, b: v >= b, ">="),
+    "gt": (lambda v, b: v > b, ">"),
+    "le": (lambda v, b: v <= b, "<="),
+    "lt": (lambda v, b: v < b, "<"),
+}
+
+
+def bounded(default: Any, **bounds: float) -> Any:
+    """A dataclass field with a default and a range (``ge``, ``gt``, ``le``, ``lt``) checked on load.
+
+    :func:`from_dict` checks every bounded value it reads and names the full dotted key; ``None``
+    (for optional fields) is not range-checked.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Optim:
+        ...     lr: float = bounded(0.1, gt=0)
+        >>> from_dict(Optim, {"lr": -1})
+        Traceback (most recent call last):
+        ...
+        lookalike.core.config.ConfigError: lr: expected a value > 0, got -1.0
+    """
+    unknown = sorted(set(bounds) - set(_BOUNDS))
+    if unknown:
+        raise ConfigError(
+            f"bounded: unknown bound {unknown[0]!r}; expected one of {sorted(_BOUNDS)}"
+        )
+    return dataclasses.field(default=default, metadata={"bounds": dict(bounds)})
+
+
+def _check_bounds(value: Any, field: dataclasses.Field, where: str) -> None:
+    bounds = field.metadata.get("bounds") if field.metadata else None
+    if not bounds or value is None or isinstance(value, bool):
+        return
+    for key, limit in bounds.items():
+        ok, symbol = _BOUNDS[key]
+        if not ok(value, limit):
+            raise ConfigError(f"{where}: expected a value {symbol} {limit}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -154,6 +201,7 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T:
     for name, field in fields.items():
         if name in data:
             values[name] = _coerce(data[name], hints[name], f"{prefix}{name}")
+            _check_bounds(values[name], field, f"{prefix}{name}")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key {prefix}{name}")
     return cls(**values)
@@ -234,6 +282,49 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+def _valid_keys(cls: type) -> list[str]:
+    return sorted(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+def check_override_keys(cls: type, overrides: Iterable[str]) -> None:
+    """Check that every ``key.path`` of ``overrides`` names a field of the dataclass tree ``cls``.
+
+    The walk stops at the first field that is not a dataclass (a ``dict``, ``Any`` or a
+    :class:`Component`'s ``kwargs``, checked by the component itself).
+
+    Raises:
+        ConfigError: the message names the full dotted key and lists the valid keys at that level.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Recipe:
+        ...     steps: int = 1
+        >>> check_override_keys(Recipe, ["no.such.key=1"])
+        Traceback (most recent call last):
+        ...
+        lookalike.core.config.ConfigError: unknown key no.such.key; valid keys: steps (override 'no.such.key=1')
+    """
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        node: Any = cls
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if typing.get_origin(node) in (typing.Union, types.UnionType):
+                inner = [a for a in typing.get_args(node) if dataclasses.is_dataclass(a)]
+                node = inner[0] if inner else node
+            if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
+                break
+            fields = _valid_keys(node)
+            if part not in fields:
+                where = ".".join(parts[:i])
+                raise ConfigError(
+                    f"unknown key {key}; valid keys{' of ' + where if where else ''}: "
+                    f"{', '.join(fields)} (override {item!r})"
+                )
+            node = typing.get_type_hints(node)[part]
+
+
 def load_config(
     cls: type[T],
     path: str | os.PathLike[str] | None = None,
@@ -243,25 +334,37 @@ def load_config(
 
     Args:
         cls: the recipe dataclass.
-        path: YAML file, or ``None`` to start from the dataclass defaults.
+        path: YAML file, or ``None`` to start from the dataclass defaults (overrides merge into
+            them).
         overrides: ``"key.path=value"`` strings.
 
     Raises:
-        ConfigError: unreadable YAML, unknown keys, wrong types (the message lists valid keys).
+        ConfigError: unreadable or empty YAML, unknown keys (the full dotted key of an override),
+            wrong types, values out of range (the message lists valid keys).
     """
     import yaml
 
     data: dict[str, Any] = {}
+    if path is None and dataclasses.is_dataclass(cls):
+        try:  # overrides merge into the defaults (e.g. data.kwargs.x=1 keeps data.name)
+            data = to_dict(cls())
+        except TypeError:  # required fields: start empty
+            data = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        if loaded is None:
+            raise ConfigError(f"{path}: empty config (no key set); start from a recipe in configs/")
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         data = loaded
+    overrides = list(overrides)
+    if dataclasses.is_dataclass(cls):
+        check_override_keys(cls, overrides)
     data = apply_overrides(data, overrides)
     return from_dict(cls, data)

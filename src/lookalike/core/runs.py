@@ -1,6 +1,6 @@
 """Run directories: every training or evaluation run keeps its config, metrics, version and log.
 
-Layout of ``<root>/<name>-<timestamp>/``::
+Layout of ``<root>/<YYYYmmdd-HHMMSS>-<name>/`` (``runs/`` by default, in ``.gitignore``)::
 
     config.yaml    the resolved config (after overrides)
     version.json   lookalike version, git revision of the working tree (if any), python and torch versions
@@ -90,7 +90,9 @@ class Run:
 
 
 def start_run(root: str | os.PathLike[str], name: str, config: Any) -> Run:
-    """Create ``<root>/<name>-<timestamp>`` holding the resolved config and version info.
+    """Create ``<root>/<YYYYmmdd-HHMMSS>-<name>`` holding the resolved config and version info.
+
+    Folders sort by start time; a second run started in the same second gets a ``-2`` suffix.
 
     Args:
         root: parent folder of run directories.
@@ -102,15 +104,15 @@ def start_run(root: str | os.PathLike[str], name: str, config: Any) -> Run:
     """
     import yaml
 
-    from lookalike import __version__
+    from lookalike._version import __version__
     from lookalike.core.config import to_dict
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / f"{name}-{stamp}"
+    path = Path(root) / f"{stamp}-{name}"
     suffix = 1
     while path.exists():
         suffix += 1
-        path = Path(root) / f"{name}-{stamp}-{suffix}"
+        path = Path(root) / f"{stamp}-{name}-{suffix}"
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     try:

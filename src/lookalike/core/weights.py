@@ -11,13 +11,17 @@ A lookalike weights file is a ``.safetensors`` file whose metadata holds:
 =================  ==============================================================
 
 Pickles are never loaded: a ``.pt``/``.pth`` file is read with ``torch.load(weights_only=True)``.
-Constructing a model never downloads; named weights with a URL are fetched by :func:`resolve_weights`
-only when asked for, and verified against their SHA-256.
+Constructing a model never downloads; named weights with a URL are fetched by
+:func:`lookalike._registry.resolve_weights` only when asked for, and verified against their SHA-256.
+Files are written atomically (a temporary file renamed into place) with the permissions of any file
+the user creates (``0666`` minus the umask, e.g. ``0644``).
+
+This module knows nothing of the registry: building a registered component with weights is
+:func:`lookalike._registry.build_with_weights`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +32,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,20 +42,17 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from lookalike._registry import Entry
-
 __all__ = [
     "ChecksumError",
     "WeightSpec",
     "WeightsError",
-    "build_with_weights",
     "download",
     "load_weights",
     "read_metadata",
     "read_weights",
-    "resolve_weights",
     "save_weights",
     "sha256_file",
+    "verify_sha256",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _verify(path: Path, sha256: str | None) -> None:
+def verify_sha256(path: str | os.PathLike[str], sha256: str | None) -> None:
+    """Raise :class:`ChecksumError` unless the file's SHA-256 is ``sha256`` (``None``: no check)."""
     if sha256 is None:
         return
     actual = sha256_file(path)
@@ -135,7 +136,7 @@ def download(
     name = filename or url.rstrip("/").rsplit("/", 1)[-1]
     target = folder / name
     if target.exists():
-        _verify(target, sha256)
+        verify_sha256(target, sha256)
         return target
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
@@ -156,11 +157,24 @@ def download(
                 f"{target.name} downloaded from {url}: SHA-256 mismatch: expected "
                 f"{sha256.lower()}, got {actual}; the file was not kept"
             )
-        tmp.replace(target)
+        _publish(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     log.info("downloaded %s to %s", url, target)
     return target
+
+
+def _user_file_mode() -> int:
+    """``0o666`` minus the process umask: the mode ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` (``mkstemp`` makes it ``0600``) a user file's mode, then rename it to ``target``."""
+    os.chmod(tmp, _user_file_mode())
+    tmp.replace(target)
 
 
 def _copy(src: Any, dst: Any, total: int, show: bool, label: str) -> None:
@@ -200,11 +214,11 @@ def save_weights(
         extra: more tensors to store under their own keys (e.g. optimizer state).
 
     Returns:
-        The path written.
+        The path written (atomically, mode ``0666`` minus the umask).
     """
     from safetensors.torch import save_file
 
-    from lookalike import __version__
+    from lookalike._version import __version__
 
     recorded = getattr(model, "_lookalike_registry", None) or {}
     meta = {
@@ -222,7 +236,14 @@ def save_weights(
         tensors[key] = value.detach().cpu().contiguous().clone()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file(tensors, tmp_name, metadata=meta)
+        _publish(tmp, path)  # an interrupted save never leaves a truncated file at ``path``
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -317,52 +338,3 @@ def load_weights(
         raise WeightsError(f"{path} does not fit {type(model).__name__}: {'; '.join(wrong[:8])}")
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
     return meta
-
-
-def resolve_weights(entry: Entry, weights: str | os.PathLike[str]) -> Path:
-    """Turn a weights name declared by ``entry`` or a file path into an existing, verified file."""
-    key = str(weights)
-    spec = entry.weights.get(key)
-    if spec is None:
-        path = Path(key).expanduser()
-        if path.is_file():
-            return path
-        names = ", ".join(sorted(entry.weights)) or "(none)"
-        raise WeightsError(
-            f"weights {key!r} for {entry.kind} {entry.name!r} is neither a file nor a known name; "
-            f"known names: {names}"
-        )
-    if spec.file is not None:
-        path = Path(str(resources.files("lookalike") / "weights" / spec.file))
-        if path.is_file():
-            _verify(path, spec.sha256)
-            return path
-        if spec.url is None:
-            raise WeightsError(f"packaged weights file missing: {path} (reinstall lookalike)")
-    if spec.url is None:
-        raise WeightsError(f"weights {key!r} of {entry.name!r} declare neither a file nor a URL")
-    return download(spec.url, spec.sha256)
-
-
-def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) -> Any:
-    """Build ``entry`` with constructor kwargs from the weights file, then load the weights strictly."""
-    path = resolve_weights(entry, weights)
-    meta = read_metadata(path) if path.suffix == ".safetensors" else {}
-    if meta.get("name") and (meta.get("kind"), meta.get("name")) != (entry.kind, entry.name):
-        raise WeightsError(
-            f"{path} holds weights for {meta.get('kind')} {meta.get('name')!r}, "
-            f"not {entry.kind} {entry.name!r}"
-        )
-    spec = entry.weights.get(str(weights))
-    merged = {**(spec.kwargs if spec else {}), **meta.get("kwargs", {}), **kwargs}
-    model = entry.factory(**merged)
-    load_weights(model, path, strict=True)
-    record_registry(model, entry.kind, entry.name, merged)
-    return model
-
-
-def record_registry(model: Any, kind: str, name: str, kwargs: Mapping[str, Any]) -> None:
-    """Remember how ``model`` was built, for :func:`save_weights`."""
-    record = {"kind": kind, "name": name, "kwargs": dict(kwargs)}
-    with contextlib.suppress(AttributeError, TypeError):  # objects that take no attributes
-        object.__setattr__(model, "_lookalike_registry", record)

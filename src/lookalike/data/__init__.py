@@ -2,10 +2,18 @@
 
 from lookalike.data.bundled import (
     BUNDLED_PHOTOS,
+    HELD_OUT_PHOTOS,
     Photo,
     bundled_photos,
     list_bundled_photos,
     stereo_pair,
 )
 
-__all__ = ["BUNDLED_PHOTOS", "Photo", "bundled_photos", "list_bundled_photos", "stereo_pair"]
+__all__ = [
+    "BUNDLED_PHOTOS",
+    "HELD_OUT_PHOTOS",
+    "Photo",
+    "bundled_photos",
+    "list_bundled_photos",
+    "stereo_pair",
+]

@@ -17,7 +17,14 @@ from lookalike.core.check import check_option
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BUNDLED_PHOTOS", "Photo", "bundled_photos", "list_bundled_photos", "stereo_pair"]
+__all__ = [
+    "BUNDLED_PHOTOS",
+    "HELD_OUT_PHOTOS",
+    "Photo",
+    "bundled_photos",
+    "list_bundled_photos",
+    "stereo_pair",
+]
 
 # name -> (skimage.data function, what it shows). ``stereo_motorcycle`` is a stereo pair: its left
 # view is listed here, the pair with its disparity map comes from :func:`stereo_pair`.
@@ -40,6 +47,10 @@ BUNDLED_PHOTOS: dict[str, tuple[str, str]] = {
     "text": ("text", "photographed text on a wall"),
     "motorcycle_left": ("stereo_motorcycle", "left view of the Middlebury motorcycle stereo pair"),
 }
+
+#: Bundled photos no shipped model trains on (a cat, an indoor object scene, a texture): the training
+#: recipes validate on them and ``lookalike demo`` scores only them.
+HELD_OUT_PHOTOS: tuple[str, ...] = ("chelsea", "coffee", "gravel")
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """Endless, seeded training patches from synthetic views of the bundled photos (dataset ``bundled_pairs``).
 
-Each step draws a bundled photo, ``n_views`` random homographies (:class:`~lookalike.data.synth.WarpRanges`)
+Each step draws a bundled photo, ``n_views`` random homographies (:class:`~lookalike.geometry.WarpRanges`)
 and photometric changes (:class:`~lookalike.data.synth.PhotometricRanges`), warps the photo into every view,
 and cuts the same keypoints out of every view. A keypoint is one "3D point": its label is shared by its views.
 
 Keypoints are detected once per photo (OpenCV SIFT detector, DoG), made unique by a non-maximum suppression
 on the overlap of their regions, and cached. A keypoint's local affine frame (LAF) ``[A | c]`` in a view is
 the source LAF mapped through the local affine approximation of the homography (its Jacobian at ``c``, see
-:func:`~lookalike.data.synth.map_lafs`), so corresponding patches cover the same surface; by default every
+:func:`~lookalike.geometry.map_lafs`), so corresponding patches cover the same surface; by default every
 view's frame is first perturbed by the HPatches "easy" jitter (detector noise), otherwise the positives would
 be identical up to resampling and photometry. Patches are sampled by
 :func:`~lookalike.data.synth.cut_patches` (OpenCV pyramid + ``warpAffine``, the sampling convention of
@@ -34,27 +34,21 @@ from torch.utils.data import IterableDataset
 from lookalike._registry import register
 from lookalike.core.check import check_option, check_positive
 from lookalike.core.errors import EmptyInputError, LookalikeError, OptionError
-from lookalike.data.bundled import BUNDLED_PHOTOS, bundled_photos
+from lookalike.data.bundled import BUNDLED_PHOTOS, HELD_OUT_PHOTOS, bundled_photos
 from lookalike.data.synth import (
     HPATCHES_JITTER,
     Jitter,
     PhotometricRanges,
-    WarpRanges,
+    corresponding_patches,
     cut_patches,
     detect_lafs,
-    jitter_lafs,
-    lafs_inside,
-    map_lafs,
-    project_points,
-    random_homography,
-    random_jitter,
-    random_photometric,
-    warp_image,
 )
+from lookalike.geometry import WarpRanges, random_homography
 
 __all__ = [
     "VALIDATION_PHOTOS",
     "BundledPairs",
+    "PairStream",
     "ValidationSet",
     "corresponding_patches",
     "cut_patches",
@@ -63,85 +57,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Bundled photos held out of training for validation (a portrait, an indoor object scene, a texture).
-VALIDATION_PHOTOS: tuple[str, ...] = ("chelsea", "coffee", "gravel")
+#: Bundled photos held out of training for validation: the package-wide held-out list, shared with the
+#: demo (:data:`lookalike.data.bundled.HELD_OUT_PHOTOS`), so no shipped model trains on a demo photo.
+VALIDATION_PHOTOS: tuple[str, ...] = HELD_OUT_PHOTOS
 
 _LABEL_STRIDE = 1_000_000  # label = photo index * stride + keypoint index
-
-
-def _inside_source(H: np.ndarray, view_lafs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The view LAF squares' corners map back inside the source image (so no patch reads the black border)."""
-    h, w = size
-    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
-    pts = view_lafs[:, None, :, 2] + np.einsum("nij,kj->nki", view_lafs[:, :, :2], corners)
-    back = project_points(np.linalg.inv(H), pts.reshape(-1, 2)).reshape(-1, 4, 2)
-    ok = (
-        (back[..., 0] >= 0)
-        & (back[..., 0] <= w - 1)
-        & (back[..., 1] >= 0)
-        & (back[..., 1] <= h - 1)
-    )
-    return ok.all(axis=1)
-
-
-def corresponding_patches(
-    image: np.ndarray,
-    lafs: np.ndarray,
-    homographies: Sequence[np.ndarray],
-    *,
-    patch_size: int = 32,
-    rng: np.random.Generator | None = None,
-    photometric: PhotometricRanges | None = None,
-    laf_mode: str = "affine",
-    jitter: Jitter | None = None,
-    max_points: int | None = None,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Cut the same keypoints out of several homographic views of one image.
-
-    Args:
-        image: ``(H, W)`` float32 source in ``[0, 1]``.
-        lafs: ``(N, 2, 3)`` source LAFs.
-        homographies: ``V`` homographies from the source to each view (same size as the source).
-        patch_size: output patch side ``P``.
-        rng: generator for the photometric changes and the keypoint subset (required with either).
-        photometric: photometric ranges applied independently to every view; ``None`` for none.
-        laf_mode: ``"affine"`` or ``"similarity"`` (see :func:`~lookalike.data.synth.map_lafs`).
-        jitter: frame jitter drawn independently for every view before the mapping (detector noise, as the
-            HPatches :class:`~lookalike.data.synth.Jitter`); ``None`` for exact correspondences.
-        max_points: keep at most this many of the visible keypoints (a random subset).
-
-    Returns:
-        ``patches`` ``(M, V, 1, P, P)`` float32 in ``[0, 1]`` and ``index`` ``(M,)``: the rows of ``lafs`` used,
-        those fully inside every view (and whose view square maps back inside the source).
-    """
-    size = image.shape[:2]
-    views = []
-    valid = np.ones(len(lafs), dtype=bool)
-    if jitter is not None and rng is None:
-        raise OptionError("corresponding_patches: jitter needs an rng")
-    for H in homographies:
-        frames = (
-            lafs if jitter is None else jitter_lafs(lafs, random_jitter(rng, len(lafs), jitter))
-        )
-        view_lafs = map_lafs(H, frames, mode=laf_mode)
-        valid &= lafs_inside(view_lafs, size, border=1.0) & _inside_source(H, view_lafs, size)
-        views.append(view_lafs)
-    index = np.flatnonzero(valid)
-    if max_points is not None and index.size > max_points:
-        if rng is None:
-            raise OptionError("corresponding_patches: max_points needs an rng to draw the subset")
-        index = np.sort(rng.choice(index, size=max_points, replace=False))
-    out = torch.empty(index.size, len(homographies), 1, patch_size, patch_size)
-    for v, (H, view_lafs) in enumerate(zip(homographies, views)):
-        if index.size == 0:
-            break
-        warped = warp_image(image, H, size)
-        if photometric is not None:
-            if rng is None:
-                raise OptionError("corresponding_patches: photometric changes need an rng")
-            warped = random_photometric(warped, rng, photometric)
-        out[:, v] = cut_patches(warped, view_lafs[index], patch_size)
-    return out.clamp_(0.0, 1.0), index
 
 
 @dataclass(frozen=True)
@@ -340,33 +260,33 @@ class BundledPairs(IterableDataset):
         return np.random.default_rng(seed)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rng = self._rng()
-        labels = np.zeros(0, dtype=np.int64)
-        patches = torch.zeros(0, self.n_views, 1, self.patch_size, self.patch_size)
+        return PairStream(self, self._rng())
+
+    def stream(self) -> PairStream:
+        """A resumable iterator over the batches (what ``iter(self)`` returns)."""
+        return PairStream(self, self._rng())
+
+    def _fill(
+        self, rng: np.random.Generator, labels: np.ndarray, patches: torch.Tensor
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Draw views until the buffer holds ``buffer_batches`` batches of distinct points."""
         target = self.batch_size * self.buffer_batches
         weights = self._photo_weights(self.train_photos)
-        while True:
-            empty_draws = 0
-            while labels.size < target or np.unique(labels).size < self.batch_size:
-                name = self.train_photos[int(rng.choice(len(self.train_photos), p=weights))]
-                new_labels, new_patches = self._draw(rng, name, self.points_per_warp)
-                if new_labels.size == 0:
-                    empty_draws += 1
-                    if empty_draws > 100:
-                        raise LookalikeError(
-                            "bundled_pairs: 100 draws in a row gave no keypoint inside every view; "
-                            "the warp ranges are too strong for the photos"
-                        )
-                    continue
-                labels = np.concatenate([labels, new_labels])
-                patches = torch.cat([patches, new_patches])
-            order = rng.permutation(labels.size)
-            _, first = np.unique(labels[order], return_index=True)
-            chosen = np.sort(order[np.sort(first)[: self.batch_size]])
-            rest = np.setdiff1d(np.arange(labels.size), chosen)
-            batch_labels, batch = labels[chosen], patches[chosen]
-            labels, patches = labels[rest], patches[rest]
-            yield self._format(batch_labels, batch)
+        empty_draws = 0
+        while labels.size < target or np.unique(labels).size < self.batch_size:
+            name = self.train_photos[int(rng.choice(len(self.train_photos), p=weights))]
+            new_labels, new_patches = self._draw(rng, name, self.points_per_warp)
+            if new_labels.size == 0:
+                empty_draws += 1
+                if empty_draws > 100:
+                    raise LookalikeError(
+                        "bundled_pairs: 100 draws in a row gave no keypoint inside every view; "
+                        "the warp ranges are too strong for the photos"
+                    )
+                continue
+            labels = np.concatenate([labels, new_labels])
+            patches = torch.cat([patches, new_patches])
+        return labels, patches
 
     def _format(
         self, labels: np.ndarray, patches: torch.Tensor
@@ -378,7 +298,7 @@ class BundledPairs(IterableDataset):
 
     # ---------------------------------------------------------------- validation
     def validation_set(
-        self, *, n_points: int = 1000, seed: int = 20_240_601, jitter: str | None = "h"
+        self, *, n_points: int | None = 1000, seed: int = 20_240_601, jitter: str | None = "h"
     ) -> ValidationSet:
         """A fixed validation set from :attr:`val_photos`.
 
@@ -389,12 +309,16 @@ class BundledPairs(IterableDataset):
         (``"h"``, hard, by default: SIFT's FPR95 is about 0.6 there, against about 0.02 with ``"e"``).
 
         Every point appears once (``n_views`` patches); there are as many negative pairs as positive ones.
-        Fewer than ``n_points`` points are returned (with a log warning) when the held-out photos run out.
+        Fewer than ``n_points`` points are returned (with a log warning) when the held-out photos run out;
+        ``n_points=None`` takes every point the held-out photos give (no warning), the same set as a
+        larger ``n_points`` would return.
 
         Raises:
             EmptyInputError: no validation photo, or no keypoint in them.
         """
-        check_positive(n_points, "n_points")
+        if n_points is not None:
+            check_positive(n_points, "n_points")
+        wanted = float("inf") if n_points is None else n_points
         if jitter is not None:
             check_option(jitter, HPATCHES_JITTER, "jitter")
         frame_jitter = None if jitter is None else HPATCHES_JITTER[jitter]
@@ -406,10 +330,10 @@ class BundledPairs(IterableDataset):
         all_patches: list[torch.Tensor] = []
         count, misses = 0, 0
         weights = self._photo_weights(self.val_photos)
-        while count < n_points and misses < 20:
+        while count < wanted and misses < 20:
             name = self.val_photos[int(rng.choice(len(self.val_photos), p=weights))]
             labels, patches = self._draw(
-                rng, name, min(self.points_per_warp, n_points - count), used, frame_jitter
+                rng, name, int(min(self.points_per_warp, wanted - count)), used, frame_jitter
             )
             if labels.size == 0:
                 misses += 1
@@ -422,7 +346,7 @@ class BundledPairs(IterableDataset):
             raise EmptyInputError(
                 "validation_set: no point could be cut from the validation photos"
             )
-        if count < n_points:
+        if n_points is not None and count < n_points:
             logger.warning("validation_set: only %d of %d points available", count, n_points)
         labels = np.concatenate(all_labels)
         patches = torch.cat(all_patches)
@@ -440,3 +364,62 @@ class BundledPairs(IterableDataset):
             pairs=torch.from_numpy(pairs.astype(np.int64)),
             is_match=torch.from_numpy(is_match),
         )
+
+
+class PairStream:
+    """Resumable iterator over the batches of a :class:`BundledPairs` (``iter(data)``).
+
+    Its state is the generator state and the shuffle buffer: :meth:`state_dict` returns the
+    generator state and buffer labels as JSON-ready values and the buffered patches as a tensor, and
+    :meth:`load_state_dict` continues the exact sequence.
+
+    Example:
+        >>> data = BundledPairs(batch_size=4, photos=["camera"], keypoint_budget=100)
+        >>> stream = iter(data)
+        >>> _ = next(stream)
+        >>> state = stream.state_dict()
+        >>> again = data.stream()
+        >>> again.load_state_dict(state)
+        >>> bool(torch.equal(next(again)[0], next(stream)[0]))
+        True
+    """
+
+    def __init__(self, data: BundledPairs, rng: np.random.Generator) -> None:
+        self.data = data
+        self.rng = rng
+        self.labels = np.zeros(0, dtype=np.int64)
+        self.patches = torch.zeros(0, data.n_views, 1, data.patch_size, data.patch_size)
+
+    def __iter__(self) -> PairStream:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        data, rng = self.data, self.rng
+        labels, patches = data._fill(rng, self.labels, self.patches)
+        order = rng.permutation(labels.size)
+        _, first = np.unique(labels[order], return_index=True)
+        chosen = np.sort(order[np.sort(first)[: data.batch_size]])
+        rest = np.setdiff1d(np.arange(labels.size), chosen)
+        self.labels, self.patches = labels[rest], patches[rest]
+        return data._format(labels[chosen], patches[chosen])
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"rng": generator state, "labels": [...], "patches": (M, V, 1, P, P) tensor}``."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "labels": self.labels.tolist(),
+            "patches": self.patches.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` of a stream of the same data set."""
+        patches = state["patches"]
+        shape = (len(state["labels"]), self.data.n_views, 1, *(self.data.patch_size,) * 2)
+        if not torch.is_tensor(patches) or tuple(patches.shape) != shape:
+            raise OptionError(
+                f"stream state: expected patches of shape {shape}, got "
+                f"{tuple(patches.shape) if torch.is_tensor(patches) else type(patches).__name__}"
+            )
+        self.rng.bit_generator.state = state["rng"]
+        self.labels = np.asarray(state["labels"], dtype=np.int64)
+        self.patches = patches.to(torch.float32).clone()

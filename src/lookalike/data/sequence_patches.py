@@ -8,14 +8,14 @@ For a sequence (reference image first, ground-truth homographies ``H_0k``,
    HPatches' "scale magnified by a factor of 5") times the detected sigma, oriented by Lowe's dominant
    gradient;
 2. for every target image ``k`` and difficulty, jitter the frame (:data:`HPATCHES_JITTER`) and map it into
-   image ``k`` through the local affine approximation of ``H_0k`` (:func:`~lookalike.data.synth.map_lafs`);
+   image ``k`` through the local affine approximation of ``H_0k`` (:func:`~lookalike.geometry.map_lafs`);
 3. keep the keypoints whose patch square is fully inside the reference and inside every target image, for
    every difficulty;
 4. cut ``patch_size`` (65) patches: ``ref`` from the reference without jitter, ``e<k>``, ``h<k>``, ``t<k>``
    from target ``k``.
 
 The result is a :class:`~lookalike.data.hpatches_patches.PatchSequence`, the input of
-:mod:`lookalike.eval.patch_protocols`; patches are resized to the descriptor's size when evaluated.
+:mod:`lookalike.eval.protocols.hpatches`; patches are resized to the descriptor's size when evaluated.
 
 Jitter (HPatches paper, Balntas et al. CVPR 2017, Sec. 3 "Patches"): before projection the frame is
 transformed by a rotation ``θ``, an anisotropic scaling ``diag(s sqrt(a), s / sqrt(a))`` and a translation
@@ -56,9 +56,9 @@ from lookalike.data.synth import (
     detect_lafs,
     jitter_lafs,
     lafs_inside,
-    map_lafs,
     random_jitter,
 )
+from lookalike.geometry import map_lafs
 
 __all__ = [
     "HPATCHES_JITTER",

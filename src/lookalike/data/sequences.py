@@ -34,7 +34,21 @@ import numpy as np
 
 from lookalike.core.errors import DataNotFoundError, LookalikeError
 
-__all__ = ["HomographySequence", "SequenceError", "find_sequences", "read_homography"]
+__all__ = [
+    "LAYOUTS",
+    "HomographySequence",
+    "SequenceError",
+    "find_sequences",
+    "read_homography",
+    "sequence_group",
+]
+
+#: The folder layouts :func:`find_sequences` reads, as said in error messages.
+LAYOUTS = (
+    "hpatches-sequences/<seq>/{1..6}.ppm + H_1_<k> (HPatches), "
+    "oxford-affine/<seq>/img{1..6}.ppm + H1to<k>p (Oxford affine), "
+    "evd/{1,2}/<name>.png + evd/h/<name>.txt (EVD)"
+)
 
 _IMAGE_SUFFIXES = (".ppm", ".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _HPATCHES_H = re.compile(r"^H_1_(\d+)$")
@@ -43,6 +57,18 @@ _OXFORD_H = re.compile(r"^H1to(\d+)p$")
 
 class SequenceError(LookalikeError):
     """A sequence folder is malformed (unreadable homography, missing image)."""
+
+
+def sequence_group(name: str) -> str:
+    """The data set of a sequence: the first part of its name (the whole name when it has one part).
+
+    Example:
+        >>> sequence_group("oxford-affine/graf"), sequence_group("evd/adam"), sequence_group("v_boat")
+        ('oxford-affine', 'evd', 'v_boat')
+    """
+    if not isinstance(name, str):
+        raise SequenceError(f"sequence name: expected a string, got {type(name).__name__}")
+    return name.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -190,14 +216,17 @@ def find_sequences(root: str | os.PathLike[str]) -> list[HomographySequence]:
         SequenceError: a homography file is unreadable.
 
     Example:
-        >>> find_sequences("/nonexistent")
+        >>> find_sequences("/nonexistent")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        lookalike.core.errors.DataNotFoundError: no such folder: /nonexistent
+        lookalike.core.errors.DataNotFoundError: no such folder: /nonexistent (homography sequences are read ...
     """
     base = Path(root).expanduser().absolute()
     if not base.is_dir():
-        raise DataNotFoundError(f"no such folder: {base}")
+        raise DataNotFoundError(
+            f"no such folder: {base} (homography sequences are read from these layouts below it: "
+            f"{LAYOUTS})"
+        )
     found: list[HomographySequence] = []
     seen: set[Path] = set()
     for dirpath, dirnames, filenames in os.walk(base, followlinks=True):

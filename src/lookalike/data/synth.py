@@ -1,12 +1,13 @@
-"""Synthetic views and patch sampling: random homographies, their local affine maps, random photometric
-changes, keypoint frames, the HPatches frame jitter and patch cutting.
+"""Synthetic views and patch sampling: random photometric changes, keypoint frames, the HPatches frame
+jitter and patch cutting.
 
 Pure NumPy/OpenCV functions used by the training-pair generator (:mod:`lookalike.data.bundled_pairs`), the
-HPatches-style patch extraction (:mod:`lookalike.data.sequence_patches`) and the AMOS views reader.
+HPatches-style patch extraction (:mod:`lookalike.data.sequence_patches`) and the AMOS views reader. The
+geometry (random homographies, point projection, warps, local affine maps of a homography) lives in
+:mod:`lookalike.geometry`.
 
 Convention:
     - Pixel coordinates ``(x, y)``, pixel centres at integers, ``y`` pointing down (OpenCV and kornia).
-    - A homography ``H`` (3, 3) maps source pixels to view pixels: ``x_view ~ H x_src``.
     - A local affine frame (LAF) is a ``(2, 3)`` array ``[A | c]``: the patch square is ``c + A [-1, 1]^2``
       (the kornia convention), so ``sqrt(|det A|)`` is the patch half-width in pixels.
     - Angles are in radians. Images are float32 in ``[0, 1]``.
@@ -15,8 +16,8 @@ Convention:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,93 +25,28 @@ import torch
 
 from lookalike.core.check import check_positive
 from lookalike.core.errors import OptionError
+from lookalike.geometry import (
+    _check_range,
+    _from_mapping,
+    _log_uniform,
+    _uniform,
+    map_lafs,
+    project_points,
+    warp_image,
+)
 
 __all__ = [
     "HPATCHES_JITTER",
     "Jitter",
     "PhotometricRanges",
-    "WarpRanges",
+    "corresponding_patches",
     "cut_patches",
     "detect_lafs",
-    "homography_jacobian",
     "jitter_lafs",
     "lafs_inside",
-    "map_lafs",
-    "project_points",
-    "random_homography",
     "random_jitter",
     "random_photometric",
-    "warp_image",
 ]
-
-
-def _check_range(name: str, value: Any, *, low: float | None = None) -> tuple[float, float]:
-    ok = isinstance(value, (tuple, list)) and len(value) == 2
-    ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
-    if not ok or value[0] > value[1] or (low is not None and value[0] < low):
-        bound = "" if low is None else f", both >= {low}"
-        raise OptionError(
-            f"{name}: expected a (min, max) pair with min <= max{bound}, got {value!r}"
-        )
-    return float(value[0]), float(value[1])
-
-
-def _from_mapping(cls: type, value: Any, name: str) -> Any:
-    if value is None:
-        return cls()
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, Mapping):
-        known = {f.name for f in fields(cls)}
-        unknown = set(value) - known
-        if unknown:
-            raise OptionError(
-                f"{name}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}"
-            )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-    raise OptionError(f"{name}: expected a {cls.__name__} or a mapping, got {type(value).__name__}")
-
-
-@dataclass(frozen=True)
-class WarpRanges:
-    """Ranges of the random homography, each a ``(min, max)`` pair sampled uniformly unless noted.
-
-    Attributes:
-        rotation: in-plane rotation in radians.
-        scale: isotropic zoom, sampled log-uniformly (``(1, 1)`` disables it).
-        anisotropy: ratio of the x to the y scale, sampled log-uniformly.
-        shear: x-shear coefficient (``x += shear * y``).
-        perspective: the two projective coefficients, each in units of ``1 / max(H, W)``; ``0.3`` changes the
-            homogeneous scale by at most 15 % at the image border.
-        translation: shift as a fraction of the image width (x) and height (y).
-    """
-
-    rotation: tuple[float, float] = (-math.pi, math.pi)
-    scale: tuple[float, float] = (0.7, 1.4)
-    anisotropy: tuple[float, float] = (0.8, 1.25)
-    shear: tuple[float, float] = (-0.15, 0.15)
-    perspective: tuple[float, float] = (-0.3, 0.3)
-    translation: tuple[float, float] = (-0.1, 0.1)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            low = 1e-6 if f.name in ("scale", "anisotropy") else None
-            _check_range(f"WarpRanges.{f.name}", getattr(self, f.name), low=low)
-        if max(abs(v) for v in self.perspective) >= 1.0:
-            raise OptionError(
-                f"WarpRanges.perspective: expected |value| < 1, got {self.perspective!r}"
-            )
-
-    @classmethod
-    def identity(cls) -> WarpRanges:
-        """Ranges that always give the identity homography."""
-        zero = (0.0, 0.0)
-        return cls(zero, (1.0, 1.0), (1.0, 1.0), zero, zero, zero)
-
-    @classmethod
-    def coerce(cls, value: Any, name: str = "warp") -> WarpRanges:
-        """Accept ``None`` (defaults), an instance, or a mapping of field names to pairs."""
-        return _from_mapping(cls, value, name)
 
 
 @dataclass(frozen=True)
@@ -168,133 +104,6 @@ class PhotometricRanges:
         return _from_mapping(cls, value, name)
 
 
-def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
-    lo, hi = bounds
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else float(lo)
-
-
-def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
-    lo, hi = bounds
-    return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
-
-
-def random_homography(
-    rng: np.random.Generator, size: tuple[int, int], ranges: WarpRanges | None = None
-) -> np.ndarray:
-    """Draw a homography that keeps the image centre near the centre of a view of the same size.
-
-    ``H = T(c + t) · R(θ) · diag(s √a, s / √a) · Shear · P · T(-c)`` with ``c`` the image centre, ``P`` the
-    projective part, ``t`` the translation.
-
-    Args:
-        rng: NumPy random generator.
-        size: ``(height, width)`` of the source (and of the view).
-        ranges: sampling ranges (defaults of :class:`WarpRanges`).
-
-    Returns:
-        ``(3, 3)`` float64 homography, normalised so ``H[2, 2] == 1``.
-
-    Example:
-        >>> import numpy as np
-        >>> H = random_homography(np.random.default_rng(0), (100, 200), WarpRanges.identity())
-        >>> np.allclose(H, np.eye(3))
-        True
-    """
-    r = ranges or WarpRanges()
-    h, w = size
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    theta = _uniform(rng, r.rotation)
-    s = _log_uniform(rng, r.scale)
-    a = _log_uniform(rng, r.anisotropy)
-    k = _uniform(rng, r.shear)
-    px = _uniform(rng, r.perspective) / max(h, w)
-    py = _uniform(rng, r.perspective) / max(h, w)
-    tx = _uniform(rng, r.translation) * w
-    ty = _uniform(rng, r.translation) * h
-    cos, sin = math.cos(theta), math.sin(theta)
-    rot = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
-    scale = np.diag([s * math.sqrt(a), s / math.sqrt(a), 1.0])
-    shear = np.array([[1.0, k, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    persp = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [px, py, 1.0]])
-    to_origin = np.array([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
-    back = np.array([[1.0, 0.0, cx + tx], [0.0, 1.0, cy + ty], [0.0, 0.0, 1.0]])
-    H = back @ rot @ scale @ shear @ persp @ to_origin
-    return H / H[2, 2]
-
-
-def _oriented(H: np.ndarray) -> np.ndarray:
-    """``H`` up to sign, with ``H[2, 2] >= 0`` (a homography and its negative are the same map)."""
-    H = np.asarray(H, dtype=np.float64)
-    return -H if H[2, 2] < 0 else H
-
-
-def project_points(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Map ``(N, 2)`` points through ``H``; returns ``(N, 2)``.
-
-    Points with ``w <= 0`` (behind the camera, for ``H`` scaled so that ``H[2, 2] > 0``) map to NaN.
-    """
-    H = _oriented(H)
-    pts = np.asarray(xy, dtype=np.float64)
-    hom = pts @ H[:, :2].T + H[:, 2]
-    w = hom[:, 2:3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = hom[:, :2] / w
-    out[(w[:, 0] <= 0)] = np.nan
-    return out
-
-
-def homography_jacobian(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Jacobians ``(N, 2, 2)`` of ``x -> H x`` (in inhomogeneous coordinates) at ``(N, 2)`` points.
-
-    With ``u = H[:2] [x; 1]``, ``w = H[2] [x; 1]`` and ``y = u / w``: ``J = (H[:2, :2] - y H[2, :2]) / w``.
-
-    Example:
-        >>> import numpy as np
-        >>> homography_jacobian(np.diag([2.0, 3.0, 1.0]), np.zeros((1, 2)))[0]
-        array([[2., 0.],
-               [0., 3.]])
-    """
-    H = _oriented(H)
-    pts = np.asarray(xy, dtype=np.float64)
-    w = pts @ H[2, :2] + H[2, 2]
-    y = project_points(H, pts)
-    jac = H[None, :2, :2] - y[:, :, None] * H[None, 2:3, :2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return jac / w[:, None, None]
-
-
-def map_lafs(H: np.ndarray, lafs: np.ndarray, *, mode: str = "affine") -> np.ndarray:
-    """Map source LAFs ``(N, 2, 3)`` into the view of ``H`` through its local affine approximation.
-
-    The centre is projected, ``c' = H(c)``, and the shape is ``A' = J(c) A`` with ``J`` the Jacobian of ``H`` at
-    ``c``, so both frames cover the same surface to first order.
-
-    Args:
-        H: ``(3, 3)`` homography from the source to the view.
-        lafs: ``(N, 2, 3)`` source LAFs.
-        mode: ``"affine"`` keeps ``J A`` (affine-normalised pairs); ``"similarity"`` keeps only its scale
-            ``sqrt(|det|)`` and the direction of its first column (the frame a similarity-covariant detector
-            would find, leaving the residual shear and anisotropy in the patch).
-
-    Returns:
-        ``(N, 2, 3)`` LAFs in the view (non-finite where the centre maps behind the camera).
-    """
-    if mode not in ("affine", "similarity"):
-        raise OptionError(f"mode: expected one of ['affine', 'similarity'], got {mode!r}")
-    lafs = np.asarray(lafs, dtype=np.float64)
-    centers = lafs[:, :, 2]
-    jac = homography_jacobian(H, centers)
-    shape = jac @ lafs[:, :, :2]
-    if mode == "similarity":
-        scale = np.sqrt(np.abs(np.linalg.det(shape)))
-        angle = np.arctan2(shape[:, 1, 0], shape[:, 0, 0])
-        cos, sin = np.cos(angle), np.sin(angle)
-        shape = scale[:, None, None] * np.stack(
-            [np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1
-        )
-    return np.concatenate([shape, project_points(H, centers)[:, :, None]], axis=2)
-
-
 def lafs_inside(lafs: np.ndarray, size: tuple[int, int], *, border: float = 0.0) -> np.ndarray:
     """``(N,)`` bool: the patch square ``c + A [-1, 1]^2`` lies within ``[border, side - 1 - border]``."""
     lafs = np.asarray(lafs, dtype=np.float64)
@@ -305,21 +114,6 @@ def lafs_inside(lafs: np.ndarray, size: tuple[int, int], *, border: float = 0.0)
     ok = (lo[:, 0] >= border) & (lo[:, 1] >= border)
     ok &= (hi[:, 0] <= w - 1 - border) & (hi[:, 1] <= h - 1 - border)
     return ok & np.isfinite(lafs).all(axis=(1, 2))
-
-
-def warp_image(image: np.ndarray, H: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Warp a float32 ``(H, W)`` image by ``H`` (bilinear, zero outside) into a view of ``size``."""
-    import cv2
-
-    h, w = size if size is not None else image.shape[:2]
-    return cv2.warpPerspective(
-        image,
-        H,
-        (int(w), int(h)),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
 
 
 def random_photometric(
@@ -556,3 +350,78 @@ def jitter_lafs(lafs: np.ndarray, transforms: np.ndarray) -> np.ndarray:
     shape = A @ transforms[:, :, :2]
     center = lafs[:, :, 2] + np.einsum("nij,nj->ni", A, transforms[:, :, 2])
     return np.concatenate([shape, center[:, :, None]], axis=2)
+
+
+def _inside_source(H: np.ndarray, view_lafs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The view LAF squares' corners map back inside the source image (so no patch reads the black border)."""
+    h, w = size
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    pts = view_lafs[:, None, :, 2] + np.einsum("nij,kj->nki", view_lafs[:, :, :2], corners)
+    back = project_points(np.linalg.inv(H), pts.reshape(-1, 2)).reshape(-1, 4, 2)
+    ok = (
+        (back[..., 0] >= 0)
+        & (back[..., 0] <= w - 1)
+        & (back[..., 1] >= 0)
+        & (back[..., 1] <= h - 1)
+    )
+    return ok.all(axis=1)
+
+
+def corresponding_patches(
+    image: np.ndarray,
+    lafs: np.ndarray,
+    homographies: Sequence[np.ndarray],
+    *,
+    patch_size: int = 32,
+    rng: np.random.Generator | None = None,
+    photometric: PhotometricRanges | None = None,
+    laf_mode: str = "affine",
+    jitter: Jitter | None = None,
+    max_points: int | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Cut the same keypoints out of several homographic views of one image.
+
+    Args:
+        image: ``(H, W)`` float32 source in ``[0, 1]``.
+        lafs: ``(N, 2, 3)`` source LAFs.
+        homographies: ``V`` homographies from the source to each view (same size as the source).
+        patch_size: output patch side ``P``.
+        rng: generator for the photometric changes and the keypoint subset (required with either).
+        photometric: photometric ranges applied independently to every view; ``None`` for none.
+        laf_mode: ``"affine"`` or ``"similarity"`` (see :func:`~lookalike.geometry.map_lafs`).
+        jitter: frame jitter drawn independently for every view before the mapping (detector noise, as the
+            HPatches :class:`Jitter`); ``None`` for exact correspondences.
+        max_points: keep at most this many of the visible keypoints (a random subset).
+
+    Returns:
+        ``patches`` ``(M, V, 1, P, P)`` float32 in ``[0, 1]`` and ``index`` ``(M,)``: the rows of ``lafs`` used,
+        those fully inside every view (and whose view square maps back inside the source).
+    """
+    size = image.shape[:2]
+    views = []
+    valid = np.ones(len(lafs), dtype=bool)
+    if jitter is not None and rng is None:
+        raise OptionError("corresponding_patches: jitter needs an rng")
+    for H in homographies:
+        frames = (
+            lafs if jitter is None else jitter_lafs(lafs, random_jitter(rng, len(lafs), jitter))
+        )
+        view_lafs = map_lafs(H, frames, mode=laf_mode)
+        valid &= lafs_inside(view_lafs, size, border=1.0) & _inside_source(H, view_lafs, size)
+        views.append(view_lafs)
+    index = np.flatnonzero(valid)
+    if max_points is not None and index.size > max_points:
+        if rng is None:
+            raise OptionError("corresponding_patches: max_points needs an rng to draw the subset")
+        index = np.sort(rng.choice(index, size=max_points, replace=False))
+    out = torch.empty(index.size, len(homographies), 1, patch_size, patch_size)
+    for v, (H, view_lafs) in enumerate(zip(homographies, views)):
+        if index.size == 0:
+            break
+        warped = warp_image(image, H, size)
+        if photometric is not None:
+            if rng is None:
+                raise OptionError("corresponding_patches: photometric changes need an rng")
+            warped = random_photometric(warped, rng, photometric)
+        out[:, v] = cut_patches(warped, view_lafs[index], patch_size)
+    return out.clamp_(0.0, 1.0), index

@@ -11,6 +11,8 @@ Convention:
     - Resize rule (the only one): shrinking averages every input pixel by the fraction of it that an
       output pixel covers (OpenCV's ``INTER_AREA``); enlarging is bilinear (``align_corners=False``).
       The target side is the descriptor's ``patch_size`` (none: patches are kept as given).
+    - Modes: every submodule gets back its own train/eval flag (a wrapper in train mode around a
+      model in eval mode leaves the model in eval mode).
     - Output: ``(N, D)`` float32 rows on the descriptor's device, exactly as the descriptor returns
       them (no re-normalisation: flat patches keep their all-zero rows). ``N = 0`` gives ``(0, D)``.
 """
@@ -135,7 +137,8 @@ def describe_patches(
     size = patch_size if patch_size is not None else getattr(model, "patch_size", None)
     device = torch.device(device) if device is not None else module_device(model)
     module = model if isinstance(model, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
+    # Every submodule's own mode: a wrapper's train(mode) would otherwise overwrite its children's.
+    modes = [(m, m.training) for m in module.modules()] if module is not None else []
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
@@ -153,6 +156,6 @@ def describe_patches(
                     chunk = area_resize(chunk, int(size))
                 outputs.append(model(chunk).float())
     finally:
-        if module is not None:
-            module.train(was_training)
+        for sub, mode in modes:
+            sub.training = mode
     return torch.cat(outputs)

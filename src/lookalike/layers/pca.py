@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lookalike._registry import register
+from lookalike._registry import record_registry, register
 from lookalike.core.check import (
     check_finite,
     check_not_empty,
@@ -21,7 +21,6 @@ from lookalike.core.check import (
     check_shape,
 )
 from lookalike.core.errors import LookalikeError, OptionError, ShapeError
-from lookalike.core.weights import record_registry
 
 __all__ = ["NotFittedError", "PCAProjection", "fit_pca", "pca_project"]
 

@@ -7,8 +7,8 @@ The main entry points::
     result.num_inliers, result.model
 
 Modules: :mod:`~lookalike.matching.keypoints` (detection), :mod:`~lookalike.matching.patches`
-(LAFs and pyramid patches), :mod:`~lookalike.matching.describe` (patch descriptors and OpenCV
-baselines), :mod:`~lookalike.matching.matchers` (NN/MNN/SNN/SMNN), :mod:`~lookalike.matching.geometry`
+(LAFs and pyramid patches), :mod:`~lookalike.matching.describe` (every registered
+descriptor, ours and the :mod:`lookalike.baselines`, on keypoints), :mod:`~lookalike.matching.matchers` (NN/MNN/SNN/SMNN), :mod:`~lookalike.matching.geometry`
 (USAC/MAGSAC homography and fundamental matrix), :mod:`~lookalike.matching.pipeline`,
 :mod:`~lookalike.matching.draw` (pictures of matches).
 """

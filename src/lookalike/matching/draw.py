@@ -6,20 +6,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.core.errors import OptionError
+
 if TYPE_CHECKING:
     from lookalike.matching.pipeline import MatchResult
 
 __all__ = ["draw_matches"]
 
 
-def _fit_height(image: np.ndarray, height: int) -> tuple[np.ndarray, float]:
+def _fit_height(image: np.ndarray, low: int, high: int) -> tuple[np.ndarray, float]:
+    """Scale ``image`` so its height lies in ``[low, high]``: shrink by area, enlarge nearest."""
     import cv2
 
-    scale = height / image.shape[0]
-    if abs(scale - 1.0) < 1e-9:
+    h = image.shape[0]
+    height = min(max(h, low), high)
+    if height == h:
         return image, 1.0
+    scale = height / h
     width = max(1, round(image.shape[1] * scale))
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), scale
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    return cv2.resize(image, (width, height), interpolation=interpolation), scale
 
 
 def draw_matches(
@@ -31,6 +37,7 @@ def draw_matches(
     correct: np.ndarray | None = None,
     max_matches: int = 400,
     max_height: int = 600,
+    min_height: int = 64,
     seed: int = 0,
 ) -> np.ndarray:
     """Draw the (inlier) matches of ``result`` between two images side by side.
@@ -42,29 +49,44 @@ def draw_matches(
         correct: optional ``(M,)`` bool ground-truth correctness: correct matches in green, wrong
             ones in red (instead of one colour per match).
         max_matches: draw at most this many (a seeded random subset).
-        max_height: both images are scaled to the smaller of their heights and this.
+        max_height: taller images are shrunk to this height (area averaging).
+        min_height: shorter images are enlarged to this height (nearest pixel), so a tiny image
+            still gives a picture one can see.
         seed: seed of the subset.
 
     Returns:
-        ``(H, W0 + W1, 3)`` uint8 RGB picture.
+        ``(H, W0 + W1, 3)`` uint8 RGB picture: the two (scaled) images side by side, top-aligned,
+        ``H`` the taller of them, the shorter one padded with black below.
+
+    Raises:
+        OptionError: ``min_height`` is not in ``[1, max_height]``.
 
     Example:
         >>> import numpy as np
         >>> from lookalike.matching.pipeline import match_images
         >>> a = np.zeros((40, 50), np.uint8)
         >>> draw_matches(a, a, match_images(a, a, "opencv-sift")).shape
-        (40, 100, 3)
+        (64, 160, 3)
+        >>> one = np.zeros((1, 1), np.uint8)
+        >>> draw_matches(one, a, match_images(one, a, "opencv-sift")).shape
+        (64, 144, 3)
     """
     import cv2
 
     from lookalike.data.images import load_image
 
+    if not 1 <= min_height <= max_height:
+        raise OptionError(
+            f"min_height: expected 1 <= min_height <= max_height ({max_height}), got {min_height}"
+        )
     rgb0 = load_image(image0, gray=False, name="image0")
     rgb1 = load_image(image1, gray=False, name="image1")
-    height = min(rgb0.shape[0], rgb1.shape[0], max_height)
-    rgb0, s0 = _fit_height(rgb0, height)
-    rgb1, s1 = _fit_height(rgb1, height)
-    canvas = np.concatenate([rgb0, rgb1], axis=1).copy()
+    rgb0, s0 = _fit_height(rgb0, min_height, max_height)
+    rgb1, s1 = _fit_height(rgb1, min_height, max_height)
+    height = max(rgb0.shape[0], rgb1.shape[0])
+    canvas = np.zeros((height, rgb0.shape[1] + rgb1.shape[1], 3), np.uint8)
+    canvas[: rgb0.shape[0], : rgb0.shape[1]] = rgb0
+    canvas[: rgb1.shape[0], rgb0.shape[1] :] = rgb1
     chosen = np.arange(result.num_matches)
     if inliers_only and result.model is not None:
         chosen = chosen[result.inliers]

@@ -25,8 +25,16 @@ from typing import Any
 import numpy as np
 
 from lookalike.core.check import check_option, check_positive
+from lookalike.matching.laf import SIFT_EXTENT, keypoints_to_laf, laf_geometry
 
-__all__ = ["DETECTORS", "Keypoints", "available_detectors", "detect_keypoints"]
+__all__ = [
+    "DETECTORS",
+    "Keypoints",
+    "available_detectors",
+    "check_detector_options",
+    "detect_keypoints",
+    "laf_to_keypoints",
+]
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +195,45 @@ def available_detectors() -> list[str]:
     return names
 
 
+def _hessian_options() -> set[str]:
+    import inspect
+
+    import kornia.feature as KF
+
+    params = inspect.signature(KF.ScaleSpaceDetector).parameters
+    return {"mr_size", *params} - {"self", "num_features", "resp_module"}
+
+
+def check_detector_options(method: str, options: dict[str, Any]) -> None:
+    """Check detector options before any work (see :func:`detect_keypoints` for what each takes).
+
+    Raises:
+        OptionError: an unknown detector, or an option it does not take (the valid ones are listed).
+            Harris-Laplace options go to OpenCV unchecked (OpenCV rejects them when detecting).
+
+    Example:
+        >>> check_detector_options("dog", {"edge_threshold": 5})
+        >>> check_detector_options("dog", {"threshold": 5})
+        Traceback (most recent call last):
+        ...
+        lookalike.core.errors.OptionError: detector 'dog': unknown option(s) ['threshold']; valid options: ['contrast_threshold', 'edge_threshold', 'sigma']
+    """
+    from lookalike.core.errors import OptionError
+
+    check_option(method, DETECTORS, "detector")
+    if method == "dog":
+        valid = set(_DOG_DEFAULTS)
+    elif method == "hessian":
+        valid = _hessian_options()
+    else:
+        return
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise OptionError(
+            f"detector {method!r}: unknown option(s) {unknown}; valid options: {sorted(valid)}"
+        )
+
+
 def _detect_dog(gray: np.ndarray, options: dict[str, Any]) -> Keypoints:
     import cv2
 
@@ -238,6 +285,35 @@ def _detect_hessian(gray: np.ndarray, max_keypoints: int, options: dict[str, Any
     )
 
 
+def laf_to_keypoints(
+    lafs: Any,
+    *,
+    extent: float = SIFT_EXTENT,
+    image_size: tuple[int, int] = (0, 0),
+    response: Any = None,
+) -> Keypoints:
+    """Inverse of :func:`~lookalike.matching.laf.keypoints_to_laf` for similarity LAFs.
+
+    Args:
+        lafs: ``(1, N, 2, 3)`` or ``(N, 2, 3)``.
+        extent: as in :func:`~lookalike.matching.laf.keypoints_to_laf`.
+        image_size: ``(H, W)`` recorded in the keypoints.
+        response: optional ``(N,)`` responses.
+
+    Returns:
+        :class:`Keypoints` with ``size = 2 sqrt|det A| / extent`` and ``angle = -atan2(a12, a11)`` in
+        ``[0, 360)`` (:func:`~lookalike.matching.laf.laf_geometry`).
+    """
+    xy, size, angle = laf_geometry(lafs, extent=extent)
+    return Keypoints.from_arrays(
+        xy,
+        size=size,
+        angle=angle,
+        response=None if response is None else np.asarray(response).reshape(-1),
+        image_size=image_size,
+    )
+
+
 def _orient(gray: np.ndarray, kps: Keypoints) -> Keypoints:
     """Dominant gradient orientation (kornia ``LAFOrienter``) for detectors that give none.
 
@@ -245,8 +321,6 @@ def _orient(gray: np.ndarray, kps: Keypoints) -> Keypoints:
     """
     import kornia.feature as KF
     import torch
-
-    from lookalike.matching.patches import keypoints_to_laf, laf_to_keypoints
 
     if len(kps) == 0:
         return kps
@@ -288,7 +362,8 @@ def detect_keypoints(
         :class:`Keypoints`, strongest first. Zero keypoints for a flat or tiny image.
 
     Raises:
-        OptionError: unknown method, or a budget that is not a positive integer.
+        OptionError: unknown method or option (the valid ones are listed), or a budget that is not a
+            positive integer.
         ImageError, DataNotFoundError: the image cannot be read.
 
     Example:
@@ -303,7 +378,7 @@ def detect_keypoints(
     """
     from lookalike.data.images import load_image
 
-    check_option(method, DETECTORS, "detector")
+    check_detector_options(method, options)
     if max_keypoints is not None:
         check_positive(max_keypoints, "max_keypoints")
         max_keypoints = int(max_keypoints)

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lookalike.core.check import check_positive, check_shape
+from lookalike.matching.keypoints import laf_to_keypoints
+from lookalike.matching.laf import SIFT_EXTENT, keypoints_to_laf
 
 if TYPE_CHECKING:
     import torch
-
-    from lookalike.matching.keypoints import Keypoints
 
 __all__ = [
     "SIFT_EXTENT",
@@ -45,81 +45,7 @@ __all__ = [
     "pyramid_levels",
 ]
 
-#: Patch half-width in units of the keypoint's ``size / 2`` that covers OpenCV's SIFT descriptor region.
-SIFT_EXTENT: float = 7.5
-
 _MIN_LEVEL_SIDE = 16
-
-
-def keypoints_to_laf(
-    kps: Keypoints, *, extent: float = SIFT_EXTENT, device: Any = None, dtype: Any = None
-) -> torch.Tensor:
-    """OpenCV-convention keypoints to kornia LAFs.
-
-    Args:
-        kps: keypoints (``size`` a diameter, ``angle`` clockwise degrees).
-        extent: patch half-width in units of ``size / 2`` (see the module Convention).
-        device: device of the result (CPU by default).
-        dtype: floating dtype of the result (float32 by default).
-
-    Returns:
-        ``(1, N, 2, 3)`` LAFs: ``A = extent * size / 2 * R(-angle)``, ``c = xy``.
-
-    Example:
-        >>> from lookalike.matching.keypoints import Keypoints
-        >>> kps = Keypoints.from_arrays([[5.0, 7.0]], size=[4.0], angle=[90.0])
-        >>> keypoints_to_laf(kps, extent=1.0).round(decimals=4).tolist()  # patch x axis points down
-        [[[[0.0, -2.0, 5.0], [2.0, 0.0, 7.0]]]]
-    """
-    import torch
-
-    check_positive(extent, "extent")
-    dtype = dtype or torch.float32
-    n = len(kps)
-    xy = torch.from_numpy(np.ascontiguousarray(kps.xy, dtype=np.float64))
-    half = torch.from_numpy(kps.size.astype(np.float64)) * (extent / 2.0)
-    ori = torch.deg2rad(-torch.from_numpy(kps.angle.astype(np.float64)))
-    cos, sin = torch.cos(ori), torch.sin(ori)
-    # kornia: A = s * [[cos, sin], [-sin, cos]] of the counter-clockwise orientation.
-    A = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
-    laf = torch.cat([A * half.view(n, 1, 1), xy.view(n, 2, 1)], dim=-1)
-    return laf.view(1, n, 2, 3).to(device=device, dtype=dtype)
-
-
-def laf_to_keypoints(
-    lafs: torch.Tensor,
-    *,
-    extent: float = SIFT_EXTENT,
-    image_size: tuple[int, int] = (0, 0),
-    response: Any = None,
-) -> Keypoints:
-    """Inverse of :func:`keypoints_to_laf` for similarity LAFs (an affine shape is lost).
-
-    Args:
-        lafs: ``(1, N, 2, 3)`` or ``(N, 2, 3)``.
-        extent: as in :func:`keypoints_to_laf`.
-        image_size: ``(H, W)`` recorded in the keypoints.
-        response: optional ``(N,)`` responses.
-
-    Returns:
-        :class:`~lookalike.matching.keypoints.Keypoints` with ``size = 2 sqrt|det A| / extent`` and
-        ``angle = -atan2(a12, a11)`` in ``[0, 360)``.
-    """
-    import torch
-
-    from lookalike.matching.keypoints import Keypoints
-
-    check_positive(extent, "extent")
-    laf = lafs.detach().reshape(-1, 2, 3).to(torch.float64).cpu()
-    det = (laf[:, 0, 0] * laf[:, 1, 1] - laf[:, 0, 1] * laf[:, 1, 0]).abs()
-    ori = torch.rad2deg(torch.atan2(laf[:, 0, 1], laf[:, 0, 0]))
-    return Keypoints.from_arrays(
-        laf[:, :, 2].numpy(),
-        size=(2.0 * det.sqrt() / extent).numpy(),
-        angle=np.mod(-ori.numpy(), 360.0),
-        response=None if response is None else np.asarray(response).reshape(-1),
-        image_size=image_size,
-    )
 
 
 def image_to_tensor(image: Any, *, device: Any = None, dtype: Any = None) -> torch.Tensor:

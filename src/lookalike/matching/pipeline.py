@@ -21,37 +21,46 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from lookalike.core.check import check_option
+from lookalike.core.errors import OptionError
 from lookalike.matching.describe import Features, create_describer
-from lookalike.matching.geometry import GEOMETRIES, estimate_geometry
-from lookalike.matching.keypoints import Keypoints, detect_keypoints
+from lookalike.matching.geometry import GEOMETRIES, ROBUST_METHODS, estimate_geometry
+from lookalike.matching.keypoints import Keypoints, check_detector_options, detect_keypoints
 from lookalike.matching.matchers import MATCHERS, match_descriptors
 
 __all__ = [
     "DEFAULT_DESCRIPTOR",
+    "DEFAULT_MAX_SIZE",
     "ImageMatcher",
     "MatchResult",
     "best_shipped_descriptor",
+    "clear_matcher_cache",
     "match_images",
+    "scale_keypoints",
+    "shrink_image",
 ]
 
 log = logging.getLogger(__name__)
 
 #: The descriptor :func:`match_images` uses unless told otherwise.
 DEFAULT_DESCRIPTOR = "sift"
-#: Candidates for :func:`best_shipped_descriptor`, best first.
-SHIPPED_CANDIDATES: tuple[str, ...] = (
-    "hardnet8:bundled",
-    "hardnet:bundled",
-    "sosnet:bundled",
-    "l2net:bundled",
-    "tfeat:bundled",
-)
+#: Candidates for :func:`best_shipped_descriptor`, best first: only weights that ship with the
+#: package (``src/lookalike/weights/``); a test checks that each one is installed.
+SHIPPED_CANDIDATES: tuple[str, ...] = ("hardnet:bundled",)
+#: Longest image side (pixels) the pipeline detects and describes on. SIFT's DoG works on a 2x
+#: up-sampled first octave, so its memory grows with 4x the pixel count: an 8000 x 8000 photo took
+#: 52 s and 15.5 GB. 2048 px keeps a pair within seconds and ~1 GB, above the sizes of the usual
+#: matching benchmarks (HPatches, Oxford: <= 1000 px; MegaDepth evaluations: 1200-1600 px).
+DEFAULT_MAX_SIZE = 2048
+#: How many configured pipelines :func:`match_images` keeps.
+MATCHER_CACHE_SIZE = 4
+_MATCHER_CACHE: OrderedDict[tuple, ImageMatcher] = OrderedDict()
 #: Default ratio threshold of the symmetric test in the pipeline: between Lowe's 0.8 and kornia's
 #: 0.95; on synthetic warps of the bundled photos 0.8-0.95 gave the same homography accuracy (the
 #: evaluation sets were not used to choose it).
@@ -155,24 +164,99 @@ def best_shipped_descriptor() -> str:
     return DEFAULT_DESCRIPTOR
 
 
+def _check_int(value: Any, name: str, *, allow_none: bool, low: int) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        none = " or None" if allow_none else ""
+        raise OptionError(f"{name}: expected an integer >= {low}{none}, got {value!r}")
+
+
+def _check_float(value: Any, name: str, low: float, high: float | None = None) -> None:
+    """``value`` is None or a number in ``(low, high]``."""
+    if value is None:
+        return
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    ok = ok and bool(np.isfinite(value)) and value > low and (high is None or value <= high)
+    if not ok:
+        upper = f", {high}]" if high is not None else ", inf)"
+        raise OptionError(f"{name}: expected a number in ({low}{upper} or None, got {value!r}")
+
+
+def shrink_image(gray: np.ndarray, max_size: int | None) -> tuple[np.ndarray, float, float]:
+    """Downscale ``gray`` (``INTER_AREA``) so its longest side is at most ``max_size`` pixels.
+
+    Returns:
+        ``(image, sx, sy)``: the (possibly unchanged) image and its scale along x and y
+        (``new_width / width``, ``new_height / height``; 1 when unchanged or ``max_size`` is 0/None).
+
+    Example:
+        >>> small, sx, sy = shrink_image(np.zeros((300, 4000), np.uint8), 2000)
+        >>> small.shape, sx, sy
+        ((150, 2000), 0.5, 0.5)
+    """
+    import cv2
+
+    h, w = gray.shape[:2]
+    if not max_size or max(h, w) <= max_size:
+        return gray, 1.0, 1.0
+    scale = max_size / max(h, w)
+    width, height = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+    return small, width / w, height / h
+
+
+def scale_keypoints(kps: Keypoints, sx: float, sy: float, image_size: tuple[int, int]) -> Keypoints:
+    """Keypoints of an image resized by ``(sx, sy)``: positions (pixel centres at integers) and sizes.
+
+    ``x' = (x + 0.5) sx - 0.5`` (the same for y) and ``size' = size sqrt(sx sy)``; angles are kept.
+
+    Example:
+        >>> kps = Keypoints.from_arrays([[9.5, 19.5]], size=[3.0], image_size=(40, 20))
+        >>> out = scale_keypoints(kps, 0.5, 0.5, (20, 10))
+        >>> out.xy.tolist(), out.size.tolist(), out.image_size
+        ([[4.5, 9.5]], [1.5], (20, 10))
+    """
+    if sx == 1.0 and sy == 1.0:
+        return replace(kps, image_size=tuple(image_size))
+    scale = np.array([sx, sy], dtype=np.float64)
+    xy = ((kps.xy.astype(np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    size = (kps.size.astype(np.float64) * float(np.sqrt(sx * sy))).astype(np.float32)
+    return replace(kps, xy=xy, size=size, image_size=(int(image_size[0]), int(image_size[1])))
+
+
 class ImageMatcher:
     """A configured detect → describe → match → verify pipeline.
 
     Args:
         descriptor: a spec for :func:`~lookalike.matching.describe.create_describer` (registered name,
-            ``"name:weights"``, ``"opencv-sift"``, ``"kornia-sift"``...) or a patch descriptor module.
+            ``"name:weights"``, ``"opencv-sift"``, ``"kornia-mkd"``...), a patch descriptor module, or
+            a describer (an object with ``describe_keypoints``).
         matcher: ``"nn"``, ``"mnn"``, ``"snn"`` or ``"smnn"``.
         detector: ``"dog"``, ``"harris-laplace"`` or ``"hessian"``.
-        max_keypoints: keypoint budget per image (strongest responses).
+        max_keypoints: keypoint budget per image (strongest responses); ``None`` keeps all.
         upright: ignore keypoint orientation.
-        ratio_threshold: for ``snn``/``smnn`` (default :data:`PIPELINE_RATIO` = 0.9).
+        ratio_threshold: for ``snn``/``smnn``, in (0, 1] (default :data:`PIPELINE_RATIO` = 0.9).
         metric: ``"l2"`` or ``"cosine"`` for float descriptors (binary ones always use Hamming).
         geometry: ``"homography"``, ``"fundamental"`` or ``"none"``.
-        ransac_threshold: inlier threshold in pixels (default 3 for H, 1 for F).
+        ransac_threshold: inlier threshold in pixels of the original images (default 3 for H, 1
+            for F).
         ransac_method: ``"magsac"`` (default), ``"usac"``, ``"accurate"``, ``"ransac"``.
+        max_size: longest image side, in pixels, that detection and description work on (default
+            :data:`DEFAULT_MAX_SIZE`); larger images are downscaled first (``INTER_AREA``). ``0`` or
+            ``None`` works at full resolution.
         detector_options: extra keywords for :func:`~lookalike.matching.keypoints.detect_keypoints`.
         descriptor_options: extra keywords for :func:`~lookalike.matching.describe.create_describer`
             (``extent``, ``batch_size``, ``device``, factory arguments...).
+
+    Raises:
+        OptionError: any bad option; every option is checked before the descriptor is built.
+        RegistryError: unknown descriptor.
+
+    Convention:
+        Keypoints, matches and models are always in pixels of the original images: with
+        ``max_size``, keypoints found in the downscaled image have their positions and sizes mapped
+        back (:func:`scale_keypoints`) before matching and verification.
 
     Example:
         >>> import numpy as np
@@ -195,50 +279,77 @@ class ImageMatcher:
         geometry: str = "homography",
         ransac_threshold: float | None = None,
         ransac_method: str = "magsac",
+        max_size: int | None = DEFAULT_MAX_SIZE,
         detector_options: dict[str, Any] | None = None,
         descriptor_options: dict[str, Any] | None = None,
     ) -> None:
         check_option(matcher, MATCHERS, "matcher")
         check_option(metric, ("l2", "cosine"), "metric")
         check_option(geometry, GEOMETRIES, "geometry")
-        self.describer = create_describer(descriptor, **(descriptor_options or {}))
-        self.descriptor = self.describer.name if not isinstance(descriptor, str) else descriptor
+        check_option(ransac_method, ROBUST_METHODS, "ransac_method")
+        check_detector_options(detector, dict(detector_options or {}))
+        _check_int(max_keypoints, "max_keypoints", allow_none=True, low=1)
+        _check_int(max_size, "max_size", allow_none=True, low=0)
+        _check_float(ratio_threshold, "ratio_threshold", 0.0, 1.0)
+        _check_float(ransac_threshold, "ransac_threshold", 0.0)
         self.matcher = matcher
         self.detector = detector
         self.max_keypoints = max_keypoints
-        self.upright = upright
+        self.upright = bool(upright)
         self.ratio_threshold = ratio_threshold if ratio_threshold is not None else PIPELINE_RATIO
         self.metric = metric
         self.geometry = geometry
         self.ransac_threshold = ransac_threshold
         self.ransac_method = ransac_method
+        self.max_size = int(max_size) if max_size else None
         self.detector_options = dict(detector_options or {})
-        # fail early on a bad detector name
-        check_option(detector, ("dog", "harris-laplace", "hessian"), "detector")
+        self.describer = create_describer(descriptor, **(descriptor_options or {}))
+        self.descriptor = self.describer.name if not isinstance(descriptor, str) else descriptor
 
     def __repr__(self) -> str:
         return (
             f"ImageMatcher({self.descriptor!r}, matcher={self.matcher!r}, detector={self.detector!r}, "
-            f"max_keypoints={self.max_keypoints}, geometry={self.geometry!r})"
+            f"max_keypoints={self.max_keypoints}, max_size={self.max_size}, "
+            f"geometry={self.geometry!r})"
         )
 
-    def detect(self, image: Any) -> Keypoints:
-        """Keypoints of ``image`` with this pipeline's detector settings."""
+    def _detect(self, gray: np.ndarray) -> Keypoints:
         return detect_keypoints(
-            image,
+            gray,
             method=self.detector,
             max_keypoints=self.max_keypoints,
             upright=self.upright,
             **self.detector_options,
         )
 
-    def features(self, image: Any, keypoints: Keypoints | None = None) -> Features:
-        """Detect (unless ``keypoints`` are given) and describe."""
+    def detect(self, image: Any) -> Keypoints:
+        """Keypoints of ``image`` with this pipeline's detector settings, in original pixels."""
         from lookalike.data.images import load_image
 
         gray = load_image(image, gray=True)
-        kps = self.detect(gray) if keypoints is None else keypoints
-        return self.describer(gray, kps)
+        small, sx, sy = shrink_image(gray, self.max_size)
+        return scale_keypoints(self._detect(small), 1 / sx, 1 / sy, gray.shape[:2])
+
+    def _features(
+        self, gray: np.ndarray, keypoints: Keypoints | None = None
+    ) -> tuple[Features, float]:
+        """Features in original pixels and the seconds spent detecting."""
+        start = time.perf_counter()
+        small, sx, sy = shrink_image(gray, self.max_size)
+        if keypoints is None:
+            kps = self._detect(small)
+        else:
+            kps = scale_keypoints(keypoints, sx, sy, small.shape[:2])
+        detected = time.perf_counter() - start
+        feats = self.describer.describe_keypoints(small, kps)
+        kept = scale_keypoints(feats.keypoints, 1 / sx, 1 / sy, gray.shape[:2])
+        return Features(kept, feats.descriptors, feats.metric), detected
+
+    def features(self, image: Any, keypoints: Keypoints | None = None) -> Features:
+        """Detect (unless ``keypoints``, in original pixels, are given) and describe."""
+        from lookalike.data.images import load_image
+
+        return self._features(load_image(image, gray=True), keypoints)[0]
 
     def match_features(
         self, f0: Features, f1: Features, *, matcher: str | None = None
@@ -271,9 +382,8 @@ class ImageMatcher:
         gray0 = load_image(image0, gray=True, name="image0")
         gray1 = load_image(image1, gray=True, name="image1")
         t0 = time.perf_counter()
-        k0, k1 = self.detect(gray0), self.detect(gray1)
-        t1 = time.perf_counter()
-        f0, f1 = self.describer(gray0, k0), self.describer(gray1, k1)
+        f0, d0 = self._features(gray0)
+        f1, d1 = self._features(gray1)
         t2 = time.perf_counter()
         indices, distances = self.match_features(f0, f1)
         t3 = time.perf_counter()
@@ -290,13 +400,25 @@ class ImageMatcher:
             descriptor=self.descriptor,
             matcher=self.matcher,
             timings={
-                "detect": t1 - t0,
-                "describe": t2 - t1,
+                "detect": d0 + d1,
+                "describe": t2 - t0 - d0 - d1,
                 "match": t3 - t2,
                 "geometry": t4 - t3,
                 "total": t4 - t0,
             },
         )
+
+
+def _cache_key(descriptor: Any, matcher: str, options: dict[str, Any]) -> tuple | None:
+    """A key for a spec string and plain options; ``None`` (not cached) for anything else."""
+    if not isinstance(descriptor, str):
+        return None
+    try:
+        key = (descriptor, matcher, repr(sorted(options.items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def match_images(
@@ -324,6 +446,11 @@ def match_images(
         ImageError: a file cannot be decoded or an array is not an image.
         OptionError, RegistryError: bad options or an unknown descriptor.
 
+    Convention:
+        The configured pipeline (and so the descriptor network) is cached for the last
+        :data:`MATCHER_CACHE_SIZE` combinations of a descriptor *name* and options: repeated calls do
+        not rebuild it. :func:`clear_matcher_cache` empties the cache (e.g. to free GPU memory).
+
     Example:
         >>> import numpy as np
         >>> from lookalike.data import bundled_photos
@@ -332,4 +459,19 @@ def match_images(
         >>> result.num_inliers > 100 and np.allclose(result.model, np.eye(3), atol=1e-3)
         True
     """
-    return ImageMatcher(descriptor, matcher=matcher, **options)(image0, image1)
+    key = _cache_key(descriptor, matcher, options)
+    pipeline = _MATCHER_CACHE.get(key) if key is not None else None
+    if pipeline is None:
+        pipeline = ImageMatcher(descriptor, matcher=matcher, **options)
+        if key is not None:
+            _MATCHER_CACHE[key] = pipeline
+            while len(_MATCHER_CACHE) > MATCHER_CACHE_SIZE:
+                _MATCHER_CACHE.popitem(last=False)
+    else:
+        _MATCHER_CACHE.move_to_end(key)
+    return pipeline(image0, image1)
+
+
+def clear_matcher_cache() -> None:
+    """Forget the pipelines :func:`match_images` keeps (and so their descriptor networks)."""
+    _MATCHER_CACHE.clear()

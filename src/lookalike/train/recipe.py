@@ -1,4 +1,8 @@
-"""Training recipes: typed dataclasses loaded from ``configs/*.yaml`` with dotted overrides."""
+"""Training recipes: typed dataclasses loaded from ``configs/*.yaml`` with dotted overrides.
+
+Every numeric field is range-checked on load (``steps >= 1``, ``optim.lr > 0``, ...); the error
+names the full dotted key.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from lookalike.core.config import Component
+from lookalike.core.config import Component, bounded
 
-__all__ = ["OptimConfig", "PCAConfig", "PatchTrainRecipe"]
+__all__ = ["OptimConfig", "PCAConfig", "PatchTrainRecipe", "TrainRecipe"]
 
 
 @dataclass
@@ -26,11 +30,11 @@ class OptimConfig:
     """
 
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    lr: float = bounded(0.1, gt=0)
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    weight_decay: float = bounded(1e-4, ge=0)
     schedule: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_steps: int = 0
+    warmup_steps: int = bounded(0, ge=0)
 
 
 @dataclass
@@ -43,29 +47,34 @@ class PCAConfig:
         whiten_power: 0 plain PCA, 1 full whitening, 0.5 square-root whitening.
     """
 
-    dim: int = 0
-    samples: int = 20000
-    whiten_power: float = 0.0
+    dim: int = bounded(0, ge=0)
+    samples: int = bounded(20000, ge=1)
+    whiten_power: float = bounded(0.0, ge=0)
 
 
 @dataclass
-class PatchTrainRecipe:
-    """A patch-descriptor training recipe.
+class TrainRecipe:
+    """A training recipe: a task, a descriptor, its losses, data, optimiser and run settings.
 
     Attributes:
         name: recipe name (used for the run directory and the weights metadata).
+        task: the training task (:mod:`lookalike.train.tasks`): ``pairs`` (anchor/positive batches,
+            e.g. HardNet), ``labelled`` (classification with a margin head such as ``arcface``) or
+            ``pk`` (P identities x K samples, batch-hard triplet + cross entropy), and its kwargs.
         model: registered descriptor and its kwargs.
-        loss: registered loss taking ``(anchor_desc, positive_desc)``.
-        regularizer: optional extra loss on the same pair (e.g. ``sos``), weighted by
-            ``regularizer_weight``.
-        data: registered training data set (yields ``(anchors, positives)`` batches, built with
-            ``seed`` and ``batch_size``, with a ``validation_set(n_points=)`` method).
+        loss: registered loss, called as the task says (``pairs``: ``(anchor_desc,
+            positive_desc)``; ``labelled`` / ``pk``: ``(embeddings, labels)``). Its parameters
+            (class weights) are trained with the model's.
+        regularizer: optional extra loss with the same arguments (e.g. ``sos``, or
+            ``cross_entropy`` next to a triplet loss), weighted by ``regularizer_weight``.
+        data: registered training data set (built with ``seed``; ``pairs`` also passes
+            ``batch_size``), with an optional ``validation_set(n_points=)`` method.
         optim: optimiser settings.
         steps: optimisation steps.
-        batch_size: pairs per step.
-        val_every: validate (FPR95 on the held-out synthetic split) every this many steps.
-        val_points: 3D points in the held-out validation set (one positive and one negative
-            pair each).
+        batch_size: samples per step over all processes (pairs for ``pairs``).
+        val_every: validate (FPR95 on the data set's held-out pairs) every this many steps
+            (``0``: never).
+        val_points: size of the validation set (``None``: everything the data set holds out).
         checkpoint_every: write ``checkpoint.safetensors`` every this many steps.
         seed: global seed (data stream, initialisation).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
@@ -76,20 +85,25 @@ class PatchTrainRecipe:
     """
 
     name: str = "hardnet_bundled"
+    task: Component = field(default_factory=lambda: Component("pairs"))
     model: Component = field(default_factory=lambda: Component("hardnet"))
     loss: Component = field(default_factory=lambda: Component("hardnet"))
     regularizer: Component | None = None
-    regularizer_weight: float = 1.0
+    regularizer_weight: float = bounded(1.0, ge=0)
     data: Component = field(default_factory=lambda: Component("bundled_pairs"))
     optim: OptimConfig = field(default_factory=OptimConfig)
-    steps: int = 1000
-    batch_size: int = 512
-    val_every: int = 100
-    val_points: int = 5000
-    checkpoint_every: int = 200
-    seed: int = 0
+    steps: int = bounded(1000, ge=1)
+    batch_size: int = bounded(512, ge=1)
+    val_every: int = bounded(100, ge=0)
+    val_points: int | None = bounded(None, ge=1)
+    checkpoint_every: int = bounded(200, ge=0)
+    seed: int = bounded(0, ge=0)
     device: str = "auto"
     bf16: bool = False
-    threads: int = 0
+    threads: int = bounded(0, ge=0)
     pca: PCAConfig = field(default_factory=PCAConfig)
     out_dir: Path = Path("runs")
+
+
+#: The former name of :class:`TrainRecipe` (patch recipes are ``task: pairs``, the default).
+PatchTrainRecipe = TrainRecipe

@@ -332,3 +332,33 @@ def test_pca_project_and_set_pca():
         net.set_pca(mean, comps[:, :3])
     with torch.no_grad():
         assert net(_patches(2)).shape == (2, 4)
+
+
+def test_variant_table_drives_the_registered_variants():
+    from lookalike.descriptors.patch.hardnet8 import VARIANTS
+
+    assert {"hardnet7x2", "hardnet8", "hardnet8x2", "hardnet9"} <= set(VARIANTS)
+    for name, spec in VARIANTS.items():
+        net = _make(name)
+        convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+        assert [c.out_channels for c in convs[:-1]] == list(spec.widths)
+        assert convs[-1].out_channels == spec.dim
+        assert net._norm_eps == spec.eps
+    assert lookalike.create("descriptor", "hardnet9", dim=64).dim == 64
+
+
+def test_hardnet8_pca_fitted_on_forward_features():
+    # The training helper's flow: trunk rows from forward_features, L2-normalised, PCA, set_pca.
+    net = HardNet8(dim=8).eval()
+    _randomise_bn(net)
+    with torch.no_grad():
+        feats = net.forward_features(_patches(64, seed=3))
+    rows = F.normalize(feats.double(), dim=1)
+    mean = rows.mean(0)
+    comps = torch.linalg.svd(rows - mean, full_matrices=False)[2][:8].T
+    net.set_pca(mean.float(), comps.float())
+    x = _patches(5, seed=4)
+    with torch.no_grad():
+        got = net(x)
+        raw = (F.normalize(net.forward_features(x).double(), dim=1) - mean) @ comps
+    assert_close(got, F.normalize(raw, dim=1).float(), atol=1e-5, rtol=1e-4)

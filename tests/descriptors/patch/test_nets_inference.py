@@ -203,3 +203,24 @@ def test_compiled_bfloat16_is_close_to_float32():
         expected = net(x)
     out = net.fuse_for_inference(dtype=torch.bfloat16, compile=True)(x)
     assert float((out * expected).sum(dim=1).min()) >= 0.9999
+
+
+def test_fused_net_checks_finite_input_and_empty_batches():
+    from lookalike.core.errors import ValueRangeError
+
+    fused = _make("hardnet").fuse_for_inference()
+    x = _patches(2)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueRangeError):
+        fused(x)
+    assert fused(_patches(0)).shape == (0, 128)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cli_info_reports_the_same_bf16_probe(monkeypatch, native):
+    # One probe for bfloat16: `lookalike info` must say what fuse_for_inference will accept.
+    from lookalike.cli import info
+    from lookalike.descriptors.patch import _inference
+
+    monkeypatch.setattr(_inference, "bf16_supported", lambda device=None: native)
+    assert info.collect_info()["bf16_cpu"] is native

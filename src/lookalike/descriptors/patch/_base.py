@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from lookalike.core.check import check_dtype, check_option, check_shape
+from lookalike.core.check import check_option
 from lookalike.core.errors import OptionError
+from lookalike.descriptors._base import NETWORK_EXTENT, Descriptor, InputSpec
 from lookalike.descriptors.patch._functional import normalize_descriptors, standardize_patches
 from lookalike.descriptors.patch._inference import (
-    FLOAT_DTYPES,
     FusedPatchNet,
     bf16_supported,
     fold_sequential,
@@ -18,13 +20,15 @@ from lookalike.descriptors.patch._inference import (
 __all__ = ["PatchNet"]
 
 
-class PatchNet(nn.Module):
-    """Base class: ``(B, 1, P, P)`` patches → standardise → ``features`` → flatten → head → L2 rows.
+class PatchNet(Descriptor):
+    """Patch networks: ``(B, 1, P, P)`` patches → standardise → trunk → projection → L2 rows.
 
-    Subclasses build ``self.features`` (an ``nn.Sequential`` trunk ending in a ``(B, D', 1, 1)`` map),
-    set ``dim``/``patch_size`` and the standardisation (``_norm_kind``, ``_norm_eps``,
-    ``_detach_stats``), and override :meth:`_head` (and :meth:`_inference_head`) when the raw
-    descriptor is not the flattened trunk output.
+    :meth:`forward_features` standardises each patch and runs the trunk ``self.features`` (an
+    ``nn.Sequential`` ending in a ``(B, T, 1, 1)`` map), flattened to ``(B, T)``;
+    :meth:`forward_head` applies :meth:`project` (identity here; HardNet8's PCA, TFeat's linear
+    layer) and the L2 normalisation. Subclasses build ``self.features``, set ``dim``/``patch_size``
+    and the standardisation (``_norm_kind``, ``_norm_eps``, ``_detach_stats``), and override
+    :meth:`project` and :meth:`_fused_projection` when the descriptor is not the trunk output.
 
     Convention:
         - Input: ``(B, in_channels, P, P)`` floating patches, nominally in [0, 1]; each patch is
@@ -35,47 +39,50 @@ class PatchNet(nn.Module):
           their rounding.
         - A flat patch (all pixels equal) gives an all-zero row, in every dtype and mode: it has no
           direction to describe, and an all-zero row is at distance 1 from every unit descriptor.
+        - NaN or infinite patches raise :class:`~lookalike.core.errors.ValueRangeError` (set
+          ``validate = False`` to skip that check, which costs one device sync on GPUs).
     """
 
     in_channels: int = 1
     patch_size: int = 32
+    patch_extent: float | None = NETWORK_EXTENT
+    needs_weights: ClassVar[bool] = True
+    input_name: ClassVar[str] = "patches"
     dim: int
     features: nn.Sequential
     _norm_kind: str = "std"
     _norm_eps: float = 1e-6
     _detach_stats: bool = True
 
-    def _check_input(self, patches: torch.Tensor) -> None:
-        p = str(self.patch_size)
-        check_shape(patches, ["B", str(self.in_channels), p, p], "patches")
-        check_dtype(patches, FLOAT_DTYPES, "patches")
+    @property
+    def input_spec(self) -> InputSpec:  # type: ignore[override]
+        """``(B, in_channels, patch_size, patch_size)`` patches in [0, 1], standardised per patch."""
+        if self._norm_kind == "std":
+            norm = f"per-patch standardisation (x - mean) / (std + {self._norm_eps:g})"
+        else:
+            norm = f"per-patch standardisation (x - mean) / sqrt(var + {self._norm_eps:g})"
+        return InputSpec(channels=self.in_channels, size=self.patch_size, normalization=norm)
 
     def _weight_dtype(self) -> torch.dtype:
         return next(self.features.parameters()).dtype
 
-    def _head(self, feats: torch.Tensor) -> torch.Tensor:
-        """Raw ``(B, D)`` descriptor from the flattened trunk output (default: the output itself)."""
-        return feats
+    def output_dtype(self, x: torch.Tensor) -> torch.dtype:
+        """The dtype of the network's weights (the patches are cast to it)."""
+        return self._weight_dtype()
 
-    def _inference_head(self) -> nn.Module:
-        """A float32 module equal to :meth:`_head`, independent of ``self``, for the fused network."""
-        return nn.Identity()
+    def forward_features(self, patches: torch.Tensor) -> torch.Tensor:
+        """Standardise each patch and run the trunk: ``(B, T)`` raw trunk outputs, weights' dtype.
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """Describe patches.
-
-        Args:
-            patches: ``(B, 1, P, P)`` floating patches in [0, 1].
-
-        Returns:
-            ``(B, D)`` L2-normalised descriptors in the weights' dtype (all-zero for flat patches).
+        This is what a PCA head is fitted on (HardNet8: L2-normalise these rows first, as
+        :func:`~lookalike.descriptors.patch.hardnet8.pca_project` does). Shape and dtype are checked;
+        finite values only in :meth:`forward`.
 
         Raises:
             ShapeError: ``patches`` is not ``(B, in_channels, P, P)``.
             DTypeError: ``patches`` is not floating point.
         """
-        self._check_input(patches)
-        x, flat = standardize_patches(
+        self.check_input(patches, finite=False)
+        x, _ = standardize_patches(
             patches, eps=self._norm_eps, kind=self._norm_kind, detach=self._detach_stats
         )
         dtype = self._weight_dtype()
@@ -83,8 +90,19 @@ class PatchNet(nn.Module):
         if x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16):
             # oneDNN's fast layout; .contiguous(memory_format=...) would be a no-op on one channel.
             x = x.to(memory_format=torch.channels_last)
-        feats = self.features(x).flatten(1)
-        return normalize_descriptors(self._head(feats), flat, dtype)
+        return self.features(x).flatten(1)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw ``(B, dim)`` descriptor from ``(B, T)`` trunk outputs (default: the outputs themselves)."""
+        return features
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """:meth:`project` then L2-normalise the rows (norms in float32); the features' dtype."""
+        return normalize_descriptors(self.project(features), dtype=features.dtype)
+
+    def _fused_projection(self) -> nn.Module:
+        """A float32 module equal to :meth:`project`, independent of ``self``, for the fused network."""
+        return nn.Identity()
 
     def fuse_for_inference(
         self,
@@ -131,7 +149,7 @@ class PatchNet(nn.Module):
             raise OptionError(f"dtype: bfloat16 is not supported natively on {device}")
         return FusedPatchNet(
             body=fold_sequential(self.features),
-            head=self._inference_head(),
+            head=self._fused_projection(),
             kind=self._norm_kind,
             eps=self._norm_eps,
             patch_size=self.patch_size,

@@ -19,13 +19,12 @@ import copy
 import torch
 from torch import nn
 
-from lookalike.core.check import check_dtype, check_option, check_shape
+from lookalike.core.check import check_option
 from lookalike.core.errors import OptionError
+from lookalike.descriptors._base import FLOAT_DTYPES, InputSpec
 from lookalike.descriptors.patch._functional import normalize_descriptors, standardize_patches
 
-__all__ = ["FusedPatchNet", "bf16_supported", "fold_batchnorm", "fold_sequential"]
-
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+__all__ = ["FLOAT_DTYPES", "FusedPatchNet", "bf16_supported", "fold_batchnorm", "fold_sequential"]
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -183,8 +182,9 @@ class FusedPatchNet(nn.Module):
 
     Convention:
         - The forward runs under ``torch.no_grad()``: no gradients, inference only.
-        - Same input checks, standardisation (float32) and flat-patch rule (all-zero row) as the network
-          it came from; the output is float32 in either trunk dtype.
+        - Same input checks (shape, floating dtype, finite values), standardisation (float32) and
+          flat-patch rule (all-zero row) as the network it came from; the output is float32 in either
+          trunk dtype. An empty batch gives ``(0, D)``.
         - It is built on the device and dtype of the network's weights: fuse after ``.to(device)``.
         - With ``compile=True`` the first call compiles (≈ 20 s cold for HardNet on two cores, a few
           seconds once Inductor's on-disk cache is warm, also across processes); with the default
@@ -214,6 +214,7 @@ class FusedPatchNet(nn.Module):
         self.in_channels = in_channels
         self.dim = dim
         self.dtype = dtype
+        self.input_spec = InputSpec(channels=in_channels, size=patch_size)
         body = body.to(dtype)
         # Compiled graphs choose their own layouts (freezing makes the convolutions channels-last);
         # forcing it on a 1-channel input as well trips an Inductor stride assertion once the batch
@@ -233,9 +234,9 @@ class FusedPatchNet(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """Describe ``(B, C, P, P)`` patches; returns ``(B, D)`` float32 unit rows (flat patch: zeros)."""
-        p = str(self.patch_size)
-        check_shape(patches, ["B", str(self.in_channels), p, p], "patches")
-        check_dtype(patches, FLOAT_DTYPES, "patches")
+        self.input_spec.check(patches, "patches")
+        if patches.shape[0] == 0:
+            return torch.zeros(0, self.dim, device=patches.device)
         runner = self.__dict__["_runner"]
         if not self.compiled:
             with torch.no_grad():

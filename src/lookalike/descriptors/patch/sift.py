@@ -18,13 +18,13 @@ finite-input check).
 
 from __future__ import annotations
 
+import inspect
 import math
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lookalike._registry import register
 from lookalike.core.check import (
@@ -35,6 +35,7 @@ from lookalike.core.check import (
     check_shape,
 )
 from lookalike.core.errors import OptionError
+from lookalike.descriptors._base import FLOAT_DTYPES, SIFT_EXTENT, Descriptor, InputSpec
 
 __all__ = [
     "SIFTDescriptor",
@@ -47,7 +48,6 @@ __all__ = [
 MASK_TYPES = ("Gauss", "CircularGauss", "Uniform")
 SIGMA_TYPES = ("vlfeat", "hesamp")
 LAYOUTS = ("kornia", "opencv")
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _FLAT_EPS = 1e-12  # a histogram with a smaller L2 norm is flat: all-zero descriptor
 _ROOT_EPS = 1e-10  # under RootSIFT's square root: finite gradient at empty bins (as kornia)
@@ -249,18 +249,14 @@ def _pooled_planes(
     return (votes.view(B * count, N) @ pooling).view(B, count, pooling.shape[1])
 
 
-def _describe(
-    patches: torch.Tensor,
-    pooling: torch.Tensor,
-    fold: torch.Tensor,
-    *,
-    clipval: float,
-    rootsift: bool,
-    layout: str,
+def _histograms(
+    patches: torch.Tensor, pooling: torch.Tensor, fold: torch.Tensor, *, layout: str
 ) -> torch.Tensor:
-    """Shared body of :func:`sift_describe` and :class:`SIFTDescriptor` (inputs already checked)."""
-    dtype = patches.dtype
-    work = torch.float32 if dtype in _LOW_PRECISION else dtype
+    """``(B, A * S * S)`` pooled orientation histograms, unnormalised, in the working dtype.
+
+    The working dtype is float32 for float16/bfloat16 patches, the patches' own dtype otherwise.
+    """
+    work = torch.float32 if patches.dtype in _LOW_PRECISION else patches.dtype
     x = patches.to(work)[:, 0]
     pooling = pooling.to(device=x.device, dtype=work)
     fold = fold.to(device=x.device, dtype=work)
@@ -277,9 +273,12 @@ def _describe(
         planes = _pooled_planes(x, pooling, positions, A)
     dim = A * pooling.shape[1]
     if layout == "kornia":
-        desc = torch.matmul(fold, planes).reshape(n, dim)  # (n, A, S*S): angle-major
-    else:
-        desc = torch.matmul(planes.transpose(1, 2), fold.T).reshape(n, dim)  # (n, S*S, A)
+        return torch.matmul(fold, planes).reshape(n, dim)  # (n, A, S*S): angle-major
+    return torch.matmul(planes.transpose(1, 2), fold.T).reshape(n, dim)  # (n, S*S, A)
+
+
+def _normalise(desc: torch.Tensor, *, clipval: float, rootsift: bool) -> torch.Tensor:
+    """L2 -> clip -> L2 (-> RootSIFT) of ``(B, D)`` histograms; rows below the flat norm become zero."""
     norm = torch.linalg.vector_norm(desc, dim=1, keepdim=True)
     textured = norm > _FLAT_EPS
     desc = (desc / norm.clamp_min(_FLAT_EPS)).clamp(max=clipval)
@@ -288,8 +287,21 @@ def _describe(
         desc = desc / desc.sum(dim=1, keepdim=True).clamp_min(_FLAT_EPS)
         desc = torch.sqrt(desc + _ROOT_EPS)
         desc = desc / torch.linalg.vector_norm(desc, dim=1, keepdim=True)
-    desc = torch.where(textured, desc, torch.zeros_like(desc))
-    return desc.to(dtype)
+    return torch.where(textured, desc, torch.zeros_like(desc))
+
+
+def _describe(
+    patches: torch.Tensor,
+    pooling: torch.Tensor,
+    fold: torch.Tensor,
+    *,
+    clipval: float,
+    rootsift: bool,
+    layout: str,
+) -> torch.Tensor:
+    """Body of :func:`sift_describe` (inputs already checked): histograms, normalised, cast back."""
+    desc = _histograms(patches, pooling, fold, layout=layout)
+    return _normalise(desc, clipval=clipval, rootsift=rootsift).to(patches.dtype)
 
 
 def _check_options(
@@ -310,7 +322,7 @@ def _check_options(
 
 def _check_patches(patches: torch.Tensor, size: str | int, validate: bool) -> None:
     check_shape(patches, ["B", "1", str(size), str(size)], "patches")
-    check_dtype(patches, _FLOAT_DTYPES, "patches")
+    check_dtype(patches, FLOAT_DTYPES, "patches")
     # One fast reduction on the happy path (NaN and inf survive a sum); the full check only names them.
     if validate and not bool(torch.isfinite(patches.sum(dtype=torch.float32))):
         check_finite(patches, "patches")
@@ -394,7 +406,7 @@ def sift_describe(
 
 
 @register("descriptor", "sift")
-class SIFTDescriptor(nn.Module):
+class SIFTDescriptor(Descriptor):
     """SIFT descriptor of ``(B, 1, P, P)`` patches: ``(B, A * S * S)`` L2-normalised rows.
 
     A thin module over :func:`sift_describe` (see it for the Convention block: layouts, units, the
@@ -417,6 +429,14 @@ class SIFTDescriptor(nn.Module):
         dim: descriptor size ``A * S * S`` (128 by default).
         patch_size: expected patch side.
         in_channels: 1 (grayscale).
+        input_spec: ``(B, 1, P, P)`` floating patches in [0, 1] (no normalisation needed).
+        patch_extent: 7.5, OpenCV's SIFT measurement region (``(d + 1) * 3 / 2`` for ``d = 4``
+            cells, in units of the keypoint ``size / 2``; see :mod:`lookalike.matching.patches`).
+        needs_weights: ``False``: nothing to learn.
+
+    Convention:
+        Follows :class:`~lookalike.descriptors._base.Descriptor`: :meth:`forward_features` gives the
+        pooled orientation histograms, :meth:`forward_head` the L2 -> clip -> L2 (-> RootSIFT) rows.
 
     Example:
         >>> import torch, lookalike
@@ -428,6 +448,9 @@ class SIFTDescriptor(nn.Module):
     """
 
     in_channels = 1
+    patch_extent: float | None = SIFT_EXTENT
+    needs_weights: ClassVar[bool] = False
+    input_name: ClassVar[str] = "patches"
 
     def __init__(
         self,
@@ -455,6 +478,9 @@ class SIFTDescriptor(nn.Module):
         self.layout = layout
         self.validate = bool(validate)
         self.dim = num_ang_bins * num_spatial_bins**2
+        self.input_spec = InputSpec(
+            channels=1, size=patch_size, normalization="none (invariant to a x + b, a > 0)"
+        )
         pooling = sift_pooling_matrix(
             patch_size,
             num_spatial_bins=num_spatial_bins,
@@ -464,17 +490,19 @@ class SIFTDescriptor(nn.Module):
         self.register_buffer("pooling", pooling.T.contiguous().float(), persistent=False)
         self.register_buffer("fold", _fold_matrix(num_ang_bins, layout).float(), persistent=False)
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, 1, P, P) patches -> (B, dim) descriptors in the dtype of ``patches``."""
-        _check_patches(patches, self.patch_size, self.validate)
-        return _describe(
-            patches,
-            self.pooling,
-            self.fold,
-            clipval=self.clipval,
-            rootsift=self.rootsift,
-            layout=self.layout,
-        )
+    def forward_features(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, P, P)`` patches -> ``(B, dim)`` pooled orientation histograms (not normalised).
+
+        float16/bfloat16 patches give float32 histograms; shape and dtype are checked (finite values
+        only in ``forward``).
+        """
+        self.check_input(patches, finite=False)
+        return _histograms(patches, self.pooling, self.fold, layout=self.layout)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Histograms -> L2 -> clip -> L2 (-> RootSIFT) rows; flat rows all zero."""
+        check_shape(features, ["B", str(self.dim)], "features")
+        return _normalise(features, clipval=self.clipval, rootsift=self.rootsift)
 
     def extra_repr(self) -> str:
         return (
@@ -497,3 +525,14 @@ def rootsift(**kwargs: Any) -> SIFTDescriptor:
     """
     kwargs.setdefault("rootsift", True)
     return SIFTDescriptor(**kwargs)
+
+
+# The keywords rootsift() forwards, for the registry's keyword check and for help().
+rootsift.__signature__ = inspect.signature(SIFTDescriptor).replace(  # type: ignore[attr-defined]
+    parameters=[
+        p.replace(default=True) if p.name == "rootsift" else p
+        for p in inspect.signature(SIFTDescriptor).parameters.values()
+    ],
+    return_annotation="SIFTDescriptor",
+)
+rootsift.needs_weights = False  # type: ignore[attr-defined]  # read by cli._common.require_trained

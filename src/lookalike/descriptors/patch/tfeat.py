@@ -62,10 +62,11 @@ class TFeat(PatchNet):
         )
         self.descr = nn.Sequential(nn.Linear(64 * 8 * 8, self.dim), nn.Tanh())
 
-    def _head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.descr(feats)
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """``Linear(64·8·8 → dim) → tanh`` of the flattened trunk output."""
+        return self.descr(features)
 
-    def _inference_head(self) -> nn.Module:
+    def _fused_projection(self) -> nn.Module:
         return copy.deepcopy(self.descr)
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Patch-descriptor protocols: HPatches verification / matching / retrieval, FPR95 and Brown-revisited.
+"""HPatches patch protocol: verification, matching and retrieval mAP and FPR95 (protocol ``hpatches``).
 
 The HPatches tasks follow the hpatches-benchmark code (``python/utils/tasks.py``, Balntas et al. 2017) on
 :class:`~lookalike.data.hpatches_patches.PatchSequence` inputs, either the HPatches release or patches cut
@@ -19,6 +19,9 @@ from any homography sequences (:mod:`lookalike.data.sequence_patches`). Image ``
   would all be capped to the same list are counted once).
 - FPR95: :func:`~lookalike.eval.metrics.fpr_at_recall` on the verification positives against all its
   negatives (intra and inter).
+- Describing: every patch goes through :func:`lookalike.descriptors.describe.describe_patches`, the one
+  describe path (area resize to the descriptor's ``patch_size``), so the registered ``hpatches`` protocol and
+  the descriptor table (:mod:`lookalike.eval.protocols.patch_table`) give the same numbers.
 
 Deviations from the benchmark code, all deterministic given ``seed``: positives use every image pair (the
 benchmark draws image ids from 0..4 only), an inter-sequence negative always comes from another sequence, and
@@ -28,7 +31,7 @@ duplicate capped pool sizes are averaged once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -38,23 +41,81 @@ from lookalike._registry import register
 from lookalike.core.check import check_not_empty, check_positive
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.hpatches_patches import DIFFICULTIES, PatchSequence
-from lookalike.eval.metrics import average_precision, fpr_at_recall, pairwise_distances, snn_map
+from lookalike.eval.metrics.patch import average_precision, fpr_at_recall, pairwise_distances
 
 __all__ = [
     "POOL_SIZES",
     "DescribedSequence",
-    "describe_patches",
+    "HPatchesOptions",
+    "HPatchesProtocol",
     "describe_sequences",
     "evaluate_described",
     "evaluate_patch_descriptor",
     "hpatches_matching",
     "hpatches_retrieval",
     "hpatches_verification",
-    "phototour_evaluate",
+    "verification_pairs",
 ]
 
 POOL_SIZES: tuple[int, ...] = (100, 500, 1000, 5000, 10000, 15000, 20000)
+#: A torch patch descriptor: ``(B, C, p, p)`` float in [0, 1] -> ``(B, D)``.
 DescribeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class HPatchesOptions:
+    """Options of the HPatches tasks, shared by every entry point (protocol, table, CLI).
+
+    Attributes:
+        n_pairs: verification pairs per kind (positives, intra and inter negatives).
+        n_queries: retrieval queries (at most).
+        pool_sizes: retrieval distractor pool sizes.
+        n_distractors: retrieval distractor pool (the benchmark's 20 000).
+        seed: seed of the verification pairs and the retrieval queries.
+
+    Example:
+        >>> HPatchesOptions(n_pairs=1000).n_queries
+        1000
+        >>> HPatchesOptions.coerce({"seed": 3}).seed
+        3
+    """
+
+    n_pairs: int = 100_000
+    n_queries: int = 1000
+    pool_sizes: tuple[int, ...] = POOL_SIZES
+    n_distractors: int = 20_000
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("n_pairs", "n_queries", "n_distractors"):
+            check_positive(getattr(self, name), name)
+        sizes = tuple(self.pool_sizes)
+        if not sizes or not all(isinstance(k, (int, np.integer)) and k > 0 for k in sizes):
+            raise OptionError(f"pool_sizes: expected positive integers, got {self.pool_sizes!r}")
+        object.__setattr__(self, "pool_sizes", tuple(int(k) for k in sizes))
+        if not isinstance(self.seed, (int, np.integer)):
+            raise OptionError(f"seed: expected an integer, got {self.seed!r}")
+
+    @classmethod
+    def coerce(cls, value: Any = None, **overrides: Any) -> HPatchesOptions:
+        """``None`` (defaults), an instance or a mapping of fields; ``overrides`` win.
+
+        Raises:
+            OptionError: an unknown field (the message lists the known ones).
+        """
+        base = {} if value is None else asdict(value) if isinstance(value, cls) else dict(value)
+        merged = {**base, **overrides}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise OptionError(
+                f"HPatches options: unknown {unknown}; expected some of {sorted(known)}"
+            )
+        return cls(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``pool_sizes`` as a list)."""
+        return {**asdict(self), "pool_sizes": list(self.pool_sizes)}
 
 
 @dataclass(frozen=True)
@@ -79,61 +140,37 @@ class DescribedSequence:
         return np.stack([self.ref] + [self.targets[k] for k in keys])
 
 
-def describe_patches(
-    describe_fn: DescribeFn,
-    patches: np.ndarray,
-    *,
-    patch_size: int | None = None,
-    batch_size: int = 512,
-) -> np.ndarray:
-    """Describe ``(N, P, P)`` uint8 (or float ``[0, 1]``) patches; returns ``(N, D)`` float32.
-
-    Patches are resized to ``patch_size`` (default: ``describe_fn.patch_size``, else kept) with anti-aliased
-    bilinear interpolation. A ``torch.nn.Module`` runs in eval mode under ``no_grad`` on its parameters'
-    device and gets its mode restored.
-    """
-    check_positive(batch_size, "batch_size")
-    size = patch_size or getattr(describe_fn, "patch_size", None) or patches.shape[-1]
-    module = describe_fn if isinstance(describe_fn, torch.nn.Module) else None
-    device = torch.device("cpu")
-    if module is not None:
-        param = next(module.parameters(), None)
-        param = next(module.buffers(), None) if param is None else param
-        device = param.device if param is not None else device
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    out = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(patches), batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(patches[start : start + batch_size]))
-                x = chunk.to(torch.float32)
-                x = (x / 255.0 if chunk.dtype == torch.uint8 else x)[:, None].to(device)
-                if x.shape[-1] != size:
-                    x = torch.nn.functional.interpolate(
-                        x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-                    )
-                out.append(describe_fn(x).detach().to("cpu", torch.float32).numpy())
-    finally:
-        if module is not None:
-            module.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
 def describe_sequences(
-    describe_fn: DescribeFn,
+    describer: DescribeFn,
     sequences: Sequence[PatchSequence],
     *,
-    patch_size: int | None = None,
     batch_size: int = 512,
+    patch_size: int | None = None,
+    device: str | torch.device | None = None,
 ) -> list[DescribedSequence]:
-    """Describe every patch of every sequence (one batched pass per sequence)."""
+    """Describe every patch of every sequence, one batched pass per sequence.
+
+    Patches go through :func:`lookalike.descriptors.describe.describe_patches` (uint8 scaled to [0, 1],
+    area-resized to ``patch_size``, default ``describer.patch_size``).
+
+    Example:
+        >>> import numpy as np, torch
+        >>> ref = np.zeros((3, 8, 8), np.uint8)
+        >>> seq = describe_sequences(lambda x: x.flatten(1), [PatchSequence("s", ref, {"e1": ref})])[0]
+        >>> seq.ref.shape, list(seq.targets)
+        ((3, 64), ['e1'])
+    """
+    from lookalike.descriptors.describe import describe_patches
+
+    check_not_empty(list(sequences), "sequences")
     described = []
     for seq in sequences:
         keys = list(seq.targets)
-        allp = np.concatenate([seq.ref] + [seq.targets[k] for k in keys])
-        desc = describe_patches(describe_fn, allp, patch_size=patch_size, batch_size=batch_size)
+        patches = np.concatenate([seq.ref] + [seq.targets[k] for k in keys])
+        desc = describe_patches(
+            describer, patches, batch_size=batch_size, patch_size=patch_size, device=device
+        )
+        desc = desc.detach().to("cpu", torch.float32).numpy()
         n = len(seq)
         targets = {k: desc[(i + 1) * n : (i + 2) * n] for i, k in enumerate(keys)}
         std = seq.ref.reshape(n, -1).astype(np.float64).std(axis=1)
@@ -320,32 +357,29 @@ def hpatches_retrieval(
 
 
 def evaluate_described(
-    described: Sequence[DescribedSequence],
-    *,
-    n_pairs: int = 100_000,
-    n_queries: int = 1000,
-    pool_sizes: Sequence[int] = POOL_SIZES,
-    n_distractors: int = 20_000,
-    seed: int = 42,
+    described: Sequence[DescribedSequence], options: HPatchesOptions | None = None
 ) -> dict[str, float]:
-    """The tasks of :func:`~lookalike.eval.patch_protocols.evaluate_patch_descriptor` on descriptors.
+    """All tasks on descriptors already computed: a flat dict of numbers.
 
-    Returns the same flat dict (``"<task>/<difficulty>"``, ``"<task>/mean"``, ``n_sequences``,
-    ``n_patches``), so a descriptor is described once and evaluated on several groups of sequences.
+    Keys: ``"<task>/<difficulty>"`` for ``task`` in ``fpr95``, ``verification``, ``matching``, ``retrieval``
+    and difficulty in ``easy``, ``hard``, ``tough`` (those present), ``"verification/<difficulty>/intra"`` and
+    ``/inter``, ``"<task>/mean"`` over the difficulties, and ``n_sequences``, ``n_patches``. APs are in
+    ``[0, 1]``. A descriptor is described once and can be evaluated on several groups of sequences.
     """
     check_not_empty(described, "described")
+    opts = options if options is not None else HPatchesOptions()
     out: dict[str, float] = {
         "n_sequences": float(len(described)),
         "n_patches": float(sum(len(s) for s in described)),
     }
-    verification = hpatches_verification(described, n_pairs=n_pairs, seed=seed)
+    verification = hpatches_verification(described, n_pairs=opts.n_pairs, seed=opts.seed)
     matching = hpatches_matching(described)
     retrieval = hpatches_retrieval(
         described,
-        n_queries=n_queries,
-        pool_sizes=pool_sizes,
-        n_distractors=n_distractors,
-        seed=seed,
+        n_queries=opts.n_queries,
+        pool_sizes=opts.pool_sizes,
+        n_distractors=opts.n_distractors,
+        seed=opts.seed,
     )
     for name, res in verification.items():
         out[f"fpr95/{name}"] = res["fpr95"]
@@ -361,111 +395,84 @@ def evaluate_described(
 
 
 def evaluate_patch_descriptor(
-    describe_fn: DescribeFn,
+    describer: DescribeFn,
     patch_sets: Sequence[PatchSequence],
+    options: HPatchesOptions | None = None,
     *,
-    patch_size: int | None = None,
     batch_size: int = 512,
-    n_pairs: int = 100_000,
-    n_queries: int = 1000,
-    pool_sizes: Sequence[int] = POOL_SIZES,
-    n_distractors: int = 20_000,
-    seed: int = 42,
+    patch_size: int | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Run FPR95 and the verification, matching and retrieval tasks; return a flat dict of numbers.
-
-    Keys: ``"<task>/<difficulty>"`` for ``task`` in ``fpr95``, ``verification``, ``matching``, ``retrieval``
-    and difficulty in ``easy``, ``hard``, ``tough`` (those present), ``"verification/<difficulty>/intra"`` and
-    ``/inter``, ``"<task>/mean"`` over the difficulties, and ``n_sequences``, ``n_patches``. APs are in
-    ``[0, 1]``.
+    """Describe ``patch_sets`` and run every task: the flat dict of :func:`evaluate_described`.
 
     Example:
         >>> import numpy as np, torch
-        >>> from lookalike.data.hpatches_patches import PatchSequence
         >>> rng = np.random.default_rng(0)
         >>> refs = [rng.integers(0, 255, (20, 8, 8), dtype=np.uint8) for _ in range(2)]
         >>> seqs = [PatchSequence(f"s{i}", r, {"e1": r, "h1": r}) for i, r in enumerate(refs)]
         >>> flat = lambda x: torch.nn.functional.normalize(x.flatten(1), dim=1)
-        >>> res = evaluate_patch_descriptor(flat, seqs, n_pairs=200, n_queries=10)
+        >>> res = evaluate_patch_descriptor(flat, seqs, HPatchesOptions(n_pairs=200, n_queries=10))
         >>> res["matching/easy"], res["fpr95/hard"]
         (1.0, 0.0)
     """
     described = describe_sequences(
-        describe_fn, patch_sets, patch_size=patch_size, batch_size=batch_size
+        describer, patch_sets, batch_size=batch_size, patch_size=patch_size, device=device
     )
-    return evaluate_described(
-        described,
-        n_pairs=n_pairs,
-        n_queries=n_queries,
-        pool_sizes=pool_sizes,
-        n_distractors=n_distractors,
-        seed=seed,
-    )
-
-
-def phototour_evaluate(
-    describe_fn: DescribeFn, dataset: Any, *, batch_size: int = 512
-) -> dict[str, float]:
-    """FPR95 on a PhotoTour subset's pairs and, with ``interest.txt``, the Brown-revisited SNN mAP.
-
-    Patches are resized to ``describe_fn.patch_size`` when it has one, else to ``dataset.patch_size``.
-    """
-    if dataset.pairs is None:
-        raise EmptyInputError("phototour_evaluate: the dataset was read without pairs")
-    used = np.unique(dataset.pairs) if dataset.image_ids is None else np.arange(len(dataset))
-    size = getattr(describe_fn, "patch_size", None) or dataset.patch_size
-    desc = describe_patches(
-        describe_fn, dataset.patches[used], patch_size=size, batch_size=batch_size
-    )
-    where = np.full(len(dataset), -1)
-    where[used] = np.arange(used.size)
-    a, b = desc[where[dataset.pairs[:, 0]]], desc[where[dataset.pairs[:, 1]]]
-    out = {"fpr95": fpr_at_recall(np.linalg.norm(a - b, axis=1), dataset.is_match)}
-    if dataset.image_ids is not None:
-        out["snn_map"] = snn_map(desc, dataset.labels, dataset.image_ids)
-    return out
-
-
-# ------------------------------------------------------------------ registered thin wrappers
-@register("protocol", "fpr95")
-class FPR95:
-    """FPR at a recall (0.95): ``protocol(distances, labels) -> float`` (see :func:`fpr_at_recall`)."""
-
-    def __init__(self, *, recall: float = 0.95) -> None:
-        self.recall = recall
-
-    def __call__(self, distances: Any, labels: Any) -> float:
-        return fpr_at_recall(distances, labels, recall=self.recall)
-
-
-@register("protocol", "brown_snn_map")
-class BrownSNNMap:
-    """Brown-revisited SNN mAP: ``protocol(descriptors, labels, groups) -> float`` (see :func:`snn_map`)."""
-
-    def __call__(self, descriptors: Any, labels: Any, groups: Any) -> float:
-        return snn_map(descriptors, labels, groups)
-
-
-@register("protocol", "phototour")
-class PhotoTourProtocol:
-    """FPR95 and SNN mAP of a descriptor on a PhotoTour subset: ``protocol(describe_fn, dataset)``."""
-
-    def __init__(self, *, batch_size: int = 512) -> None:
-        self.batch_size = batch_size
-
-    def __call__(self, describe_fn: DescribeFn, dataset: Any) -> dict[str, float]:
-        return phototour_evaluate(describe_fn, dataset, batch_size=self.batch_size)
+    return evaluate_described(described, options)
 
 
 @register("protocol", "hpatches")
 class HPatchesProtocol:
-    """All HPatches tasks: ``protocol(describe_fn, patch_sets) -> flat dict`` (see
-    :func:`evaluate_patch_descriptor`, whose keyword options the constructor takes)."""
+    """All HPatches tasks: ``protocol(describer, patch_sets) -> flat dict`` (:func:`evaluate_described`).
 
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    Args:
+        options: :class:`HPatchesOptions` (or a mapping of its fields).
+        batch_size: patches per forward pass.
+        device: where the descriptor runs (default: its own device).
+        **overrides: single :class:`HPatchesOptions` fields (``n_pairs=...``), overriding ``options``.
 
-    def __call__(
-        self, describe_fn: DescribeFn, patch_sets: Sequence[PatchSequence]
-    ) -> dict[str, float]:
-        return evaluate_patch_descriptor(describe_fn, patch_sets, **self.options)
+    Example:
+        >>> import lookalike
+        >>> lookalike.create("protocol", "hpatches", n_pairs=500).options.n_pairs
+        500
+    """
+
+    def __init__(
+        self,
+        *,
+        options: HPatchesOptions | Mapping[str, Any] | None = None,
+        batch_size: int = 512,
+        device: str | torch.device | None = None,
+        **overrides: Any,
+    ) -> None:
+        check_positive(batch_size, "batch_size")
+        self.options = HPatchesOptions.coerce(options, **overrides)
+        self.batch_size = int(batch_size)
+        self.device = device
+
+    def __call__(self, describer: Any, data: Sequence[PatchSequence]) -> dict[str, float]:
+        """Evaluate ``describer`` (a patch descriptor, or a registered spec string) on patch sets."""
+        return evaluate_patch_descriptor(
+            resolve_descriptor(describer),
+            data,
+            self.options,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+
+def resolve_descriptor(describer: Any) -> Any:
+    """A patch descriptor from a spec string (``"sift"``, ``"hardnet:bundled"``) or itself.
+
+    Raises:
+        OptionError: neither a string nor a callable.
+    """
+    if isinstance(describer, str):
+        import lookalike
+
+        return lookalike.create("descriptor", describer)
+    if not callable(describer):
+        raise OptionError(
+            f"describer: expected a patch descriptor or a spec string, got {type(describer).__name__}"
+        )
+    return describer

@@ -1,0 +1,61 @@
+"""Optimiser, learning-rate schedule, device and seeding for the training engine."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from lookalike.core.errors import OptionError
+from lookalike.train.recipe import TrainRecipe
+
+__all__ = ["lr_factor", "make_optimizer", "resolve_device", "seed_everything"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available else CPU; ``cpu``/``cuda``/``cuda:N`` as given.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in {"cpu", "cuda"} and not name.startswith("cuda:"):
+        raise OptionError(f"device: expected one of ['auto', 'cpu', 'cuda'], got {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def make_optimizer(recipe: TrainRecipe, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The recipe's optimiser over ``params`` (SGD without dampening, Adam or AdamW)."""
+    opt = recipe.optim
+    if opt.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, dampening=0.0
+        )
+    cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=opt.lr, betas=(opt.momentum, 0.999), weight_decay=opt.weight_decay)
+
+
+def lr_factor(recipe: TrainRecipe, step: int) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based): warm-up, then the schedule."""
+    opt = recipe.optim
+    if opt.warmup_steps and step < opt.warmup_steps:
+        return (step + 1) / opt.warmup_steps
+    if opt.schedule == "constant":
+        return 1.0
+    span = max(1, recipe.steps - opt.warmup_steps)
+    progress = min(1.0, (step - opt.warmup_steps) / span)
+    if opt.schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,116 @@
+"""ArcFace and the label-smoothed classifier loss against hand-written loops (float64)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lookalike
+from conftest import gradcheck
+from lookalike.core.errors import DTypeError, OptionError, ShapeError, ValueRangeError
+from lookalike.losses.arcface import ArcFaceLoss, arcface_logits, arcface_loss
+from lookalike.losses.classifier import ClassifierCrossEntropy
+
+
+def _arcface_loop(x, labels, w, s, m, k):
+    """Per-sample loop: angles, the margin on the true class (with the wrap-around fallback), CE."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    total = 0.0
+    classes = w.shape[0] // k
+    for i in range(x.shape[0]):
+        xi = x[i] / np.linalg.norm(x[i])
+        logits = []
+        for c in range(classes):
+            best = max(float(xi @ (w[c * k + j] / np.linalg.norm(w[c * k + j]))) for j in range(k))
+            best = min(1.0, max(-1.0, best))
+            if c == labels[i]:
+                theta = math.acos(best)
+                best = math.cos(theta + m) if theta + m < math.pi else best - m * math.sin(m)
+            logits.append(s * best)
+        top = max(logits)
+        lse = top + math.log(sum(math.exp(v - top) for v in logits))
+        total += lse - logits[labels[i]]
+    return total / x.shape[0]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("s, m", [(30.0, 0.5), (10.0, 0.2), (64.0, 0.0), (5.0, 1.2)])
+def test_arcface_matches_a_loop(k, s, m):
+    gen = torch.Generator().manual_seed(k * 100 + int(s))
+    x = torch.randn(9, 6, generator=gen, dtype=torch.float64)
+    w = torch.randn(4 * k, 6, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 4, (9,), generator=gen)
+    ours = arcface_loss(x, labels, w, scale=s, margin=m, sub_centers=k)
+    assert ours.item() == pytest.approx(_arcface_loop(x, labels.tolist(), w, s, m, k), rel=1e-10)
+
+
+def test_arcface_wraparound_fallback_is_used_past_pi_minus_m():
+    x = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    w = torch.tensor([[-1.0, 0.05], [0.0, 1.0]], dtype=torch.float64)  # theta_0 close to pi
+    logits = arcface_logits(x, torch.tensor([0]), w, scale=1.0, margin=0.5)
+    cos0 = float(-1.0 / math.hypot(1.0, 0.05))
+    assert logits[0, 0].item() == pytest.approx(cos0 - 0.5 * math.sin(0.5))
+
+
+def test_arcface_gradcheck_and_no_nan_on_the_centre():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 4, generator=gen)
+    w = torch.randn(6, 4, generator=gen)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    assert gradcheck(
+        lambda a, b: arcface_loss(a, labels, b, scale=4.0, margin=0.3, sub_centers=2), x, w
+    )
+    on_centre = torch.eye(3, dtype=torch.float64, requires_grad=True)
+    arcface_loss(on_centre, torch.arange(3), torch.eye(3, dtype=torch.float64)).backward()
+    assert torch.isfinite(on_centre.grad).all()
+
+
+def test_arcface_module_holds_class_weights_and_is_registered():
+    torch.manual_seed(0)
+    crit = lookalike.create("loss", "arcface", num_classes=4, embedding_dim=8, sub_centers=2)
+    assert isinstance(crit, ArcFaceLoss) and crit.weight.shape == (8, 8)
+    assert [n for n, _ in crit.named_parameters()] == ["weight"]
+    x, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 1])
+    torch.testing.assert_close(
+        crit(x, labels),
+        arcface_loss(x, labels, crit.weight, scale=30.0, margin=0.5, sub_centers=2),
+    )
+
+
+def test_arcface_bad_input():
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    with pytest.raises(ValueRangeError, match=r"labels: expected values in \[0, 5\)"):
+        arcface_loss(x, torch.tensor([0, 1, 5]), w)
+    with pytest.raises(ShapeError):
+        arcface_loss(x, torch.tensor([0, 1, 2]), torch.randn(5, 3))
+    with pytest.raises(DTypeError):
+        arcface_loss(x, torch.tensor([0.0, 1.0, 2.0]), w)
+    with pytest.raises(ValueRangeError, match="multiple of sub_centers=2"):
+        arcface_loss(x, torch.tensor([0, 1, 1]), w, sub_centers=2)
+    with pytest.raises(OptionError, match="margin"):
+        ArcFaceLoss(num_classes=3, embedding_dim=4, margin=2.0)
+    with pytest.raises(OptionError, match="num_classes"):
+        ArcFaceLoss(num_classes=0, embedding_dim=4)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_classifier_cross_entropy_matches_a_loop(eps):
+    torch.manual_seed(1)
+    crit = ClassifierCrossEntropy(num_classes=5, embedding_dim=3, label_smoothing=eps).double()
+    with torch.no_grad():
+        crit.weight.normal_()
+    x, labels = torch.randn(7, 3, dtype=torch.float64), torch.randint(0, 5, (7,))
+    logits = (x @ crit.weight.T).detach().numpy()
+    expected = 0.0
+    for i, y in enumerate(labels.tolist()):
+        logp = logits[i] - logits[i].max()
+        logp = logp - math.log(np.exp(logp).sum())
+        target = np.full(5, eps / 5)
+        target[y] += 1 - eps
+        expected -= float(target @ logp)
+    assert crit(x, labels).item() == pytest.approx(expected / 7, rel=1e-10)
+    with pytest.raises(OptionError, match="label_smoothing"):
+        ClassifierCrossEntropy(num_classes=2, embedding_dim=2, label_smoothing=1.0)
