@@ -14,8 +14,6 @@ import contextlib
 import functools
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import lookalike
+from contract_examples import Example, contributed_examples
 from lookalike._registry import get_entry
 from lookalike.core.errors import DTypeError, LookalikeError, ShapeError, ValueRangeError
 from lookalike.descriptors._base import InputSpec
@@ -157,27 +156,6 @@ def test_descriptor_gradients_reach_input_and_parameters(name):
 
 
 # ============================================================================ other kinds
-@dataclass
-class Example:
-    """A minimal example of one registered component.
-
-    Attributes:
-        kwargs: constructor keywords for ``lookalike.create``.
-        inputs: ``(tmp_path) -> args`` for a call that must work.
-        bad: ``(tmp_path) -> args`` for a call that must raise a :class:`LookalikeError`.
-        build: ``(tmp_path) -> component`` when ``create`` alone is not enough (data sets, fitted layers).
-        bad_build: ``(tmp_path) -> None`` that must raise a :class:`LookalikeError` (missing data).
-        out_shape: expected output shape of a layer for ``inputs``.
-    """
-
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    inputs: Callable[[Path], tuple] | None = None
-    bad: Callable[[Path], tuple] | None = None
-    build: Callable[[Path], Any] | None = None
-    bad_build: Callable[[Path], Any] | None = None
-    out_shape: tuple[int, ...] | None = None
-
-
 def _rows(n: int = 12, d: int = 16, seed: int = 0, noise: float = 0.0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=gen, dtype=torch.float64)
@@ -381,6 +359,9 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         "pk": Example(kwargs={"k": 2}, bad_build=lambda _: lookalike.create("task", "pk", k=1)),
     },
 }
+# Examples contributed by the families' own modules in tests/contract_examples/ (one file per area).
+for _kind, _table in contributed_examples().items():
+    EXAMPLES.setdefault(_kind, {}).update(_table)
 OTHER_KINDS = [kind for kind in lookalike.KINDS if kind != "descriptor"]
 
 

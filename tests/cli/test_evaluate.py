@@ -42,3 +42,13 @@ def test_untrained_network_is_refused(protocol, tmp_path, monkeypatch, capsys):
     # with --allow-random the check passes and the (empty) data folder is the next error
     assert main([*args, "--allow-random"]) == 1
     assert "no homography sequence" in capsys.readouterr().err
+
+
+def test_matching_options_are_choices(capsys):
+    from lookalike.cli.main import main
+
+    for option in (["--matcher", "bogus"], ["--detector", "bogus"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["evaluate", "matching", *option])
+        assert exc.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err

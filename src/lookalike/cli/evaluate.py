@@ -119,6 +119,7 @@ def _run_matching(args: argparse.Namespace) -> int:
 
 def _add_matching(sub: argparse._SubParsersAction) -> None:
     from lookalike.cli._common import add_allow_random
+    from lookalike.cli.match import DETECTORS, MATCHERS
 
     parser = sub.add_parser(
         "matching",
@@ -144,9 +145,12 @@ def _add_matching(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", default="runs", help="parent of run folders (default: runs)")
     parser.add_argument("--sequences", help="keep sequences whose name contains one of these")
     parser.add_argument("--max-keypoints", type=int, default=2048, help="keypoints per image")
-    parser.add_argument("--detector", default="dog", help="dog, harris-laplace or hessian")
+    parser.add_argument("--detector", default="dog", choices=DETECTORS, help="detector")
     parser.add_argument(
-        "--matcher", default="smnn", help="matcher for the homography estimation (default smnn)"
+        "--matcher",
+        default="smnn",
+        choices=MATCHERS,
+        help="matcher for the homography estimation (default smnn)",
     )
     parser.add_argument("--ratio", type=float, default=None, help="ratio threshold (default 0.9)")
     parser.add_argument(
@@ -225,6 +229,19 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run_patches)
 
 
+def _add_contributed(protocols: argparse._SubParsersAction) -> None:
+    """Sub-commands of other modules: every ``lookalike.cli.evaluate_<protocol>`` module's
+    ``add_evaluate_command(protocols)`` (one module per family, so this file stays small)."""
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module("lookalike.cli")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("evaluate_"):
+            module = importlib.import_module(f"lookalike.cli.{info.name}")
+            module.add_evaluate_command(protocols)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Contribute the ``evaluate`` command and its protocol sub-commands."""
     parser = sub.add_parser(
@@ -237,6 +254,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     _add_matching(protocols)
     _add_patches(protocols)
+    _add_contributed(protocols)
 
     def _usage(args: argparse.Namespace) -> int:
         parser.print_help()
