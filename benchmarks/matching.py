@@ -9,7 +9,11 @@
 (c) A whole pair (detect + describe + match + MAGSAC++) on the bundled Middlebury motorcycle stereo
     pair: our pipeline with SIFT and with HardNet (the bundled weights if installed, else random
     weights: speed only) against OpenCV's own SIFT pipeline (``detectAndCompute``, brute-force kNN
-    ratio test, ``findHomography(USAC_MAGSAC)``).
+    ratio test, ``findHomography(USAC_MAGSAC)``). HardNet runs twice: the pipeline's path (fused
+    network, bfloat16 where native, both images' patches in one describe call; ``--compile`` adds
+    the compiled network) and the path before it (unfused float32, image by image:
+    ``ImageMatcher(..., batch_pair=False, descriptor_options={"fuse": False})``); the script prints
+    the old/new ratio and our SIFT pair's time over OpenCV's.
 
 Candidates are timed interleaved, round after round, so load from other processes hits them alike;
 tables give the median time and the median of the per-round ratios (candidate time / our time:
@@ -149,7 +153,7 @@ def opencv_pipeline(img0: np.ndarray, img1: np.ndarray, budget: int) -> object:
     return cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, 3.0)
 
 
-def bench_pair(budget: int, rounds: int, console: Console) -> None:
+def bench_pair(budget: int, rounds: int, console: Console, compile: bool = False) -> None:
     import lookalike
     from lookalike.data import stereo_pair
     from lookalike.data.images import to_gray
@@ -161,10 +165,23 @@ def bench_pair(budget: int, rounds: int, console: Console) -> None:
     hardnet = best if best.startswith("hardnet") else "hardnet"
     ours_sift = ImageMatcher("sift", max_keypoints=budget)
     candidates: dict[str, Callable[[], object]] = {"ours, sift": lambda: ours_sift(g0, g1)}
+    new_label = old_label = None
     if "hardnet" in lookalike.list_registered("descriptor"):
-        label = f"ours, {hardnet}" + ("" if ":" in hardnet else " (random weights)")
-        ours_hardnet = ImageMatcher(hardnet, max_keypoints=budget)
-        candidates[label] = lambda: ours_hardnet(g0, g1)
+        label = hardnet + ("" if ":" in hardnet else " (random weights)")
+        fused = ImageMatcher(hardnet, max_keypoints=budget)
+        new_label = f"ours, {label}, fused {fused.describer.network.dtype}, one batch"
+        candidates[new_label] = lambda: fused(g0, g1)
+        if compile:
+            compiled = ImageMatcher(
+                hardnet, max_keypoints=budget, descriptor_options={"compile": True}
+            )
+            candidates[f"ours, {label}, fused + compiled"] = lambda: compiled(g0, g1)
+        # the path before the fused network: unfused float32, image by image
+        old = ImageMatcher(
+            hardnet, max_keypoints=budget, batch_pair=False, descriptor_options={"fuse": False}
+        )
+        old_label = f"ours, {label}, old path (unfused, per image)"
+        candidates[old_label] = lambda: old(g0, g1)
     candidates["OpenCV SIFT pipeline"] = lambda: opencv_pipeline(g0, g1, budget)
     times = interleaved(candidates, rounds)
     sample = ImageMatcher("sift", max_keypoints=budget)(g0, g1)
@@ -178,6 +195,19 @@ def bench_pair(budget: int, rounds: int, console: Console) -> None:
     )
     console.print(table)
 
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+    if new_label is not None and old_label is not None:
+        console.print(
+            f"network pair speed-up, old path / fused one-batch path: "
+            f"{ratio(old_label, new_label):.2f}x (goal >= 2.5x)"
+        )
+    console.print(
+        f"our SIFT pair / OpenCV SIFT pair: {ratio('ours, sift', 'OpenCV SIFT pipeline'):.2f} "
+        "(goal <= 1)"
+    )
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["a", "b", "c"], nargs="+", default=["a", "b", "c"])
+    parser.add_argument("--compile", action="store_true", help="(c): also the compiled network")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import cv2
@@ -200,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         if "b" in args.only:
             bench_patches(args.keypoints, args.rounds, console)
         if "c" in args.only:
-            bench_pair(args.keypoints[0], args.rounds, console)
+            bench_pair(args.keypoints[0], args.rounds, console, compile=args.compile)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,19 @@ Convention:
       radius ``3 * (size / 2) * sqrt(2) * (d + 1) / 2 = 5.303 * size`` (``d = 4`` cells per side); the
       size ``P / 5.303`` (:func:`sift_keypoint_size`) makes the disc's radius ``P``. OpenCV leaves the
       overhanging pixels out.
-    - VGG, BoostDesc and TEBLID resample a square of side ``scale_factor * size`` (scale factor 6.75,
-      OpenCV's value for SIFT keypoints): the size ``P / 6.75`` makes their grid span the patch.
+    - VGG, BoostDesc and TEBLID resample a square of side ``scale_factor * size``. The rule (OpenCV's
+      documentation of ``VGG_create``, ``BoostDesc_create`` and ``TEBLID_create``): the scale factor
+      depends on the detector that made the keypoints, 6.75 for SIFT keypoints, 6.25 for KAZE/SURF
+      (the factories' default), 5.00 for AKAZE/MSD/AGAST/FAST/BRISK, and 0.75 (VGG, BoostDesc) or
+      1.00 (TEBLID) for ORB (:data:`SCALE_FACTORS`). Our detectors map to those families by
+      :data:`DETECTOR_FAMILY`: ``dog`` is OpenCV's SIFT detector; ``hessian`` a Hessian-determinant
+      blob detector like SURF and KAZE (sizes ``2 sigma`` as OpenCV's); ``harris-laplace`` has no
+      documented value and gets SIFT's (a Laplacian-scale detector reporting ``2 sigma`` sizes like
+      SIFT). Keypoint mode uses the factor of the pipeline's detector
+      (:meth:`OpenCVDescriptor.use_detector`, called by the matcher); a ``scale_factor`` given by
+      the caller always wins. Patch mode: patches are cut around DoG keypoints, so SIFT's 6.75, and
+      the size ``P / 6.75`` makes the sampled square the patch itself (every descriptor sees the same
+      patch content, as in the HPatches benchmark).
     - ORB compares pixels of a 31 px window at a pyramid level ``L`` (scale ``1.2 ** L``). In patch mode
       ``L = floor(log(P / 31) / log(1.2))`` (at least 0, at most 7): the largest window that fits in the
       patch (``L = 4``, a 64.3 px window, for ``P = 65``). Patches under 31 px are padded by reflection
@@ -57,9 +68,12 @@ if TYPE_CHECKING:
     from lookalike.matching.keypoints import Keypoints
 
 __all__ = [
+    "DETECTOR_FAMILY",
     "OPENCV_DESCRIPTORS",
+    "SCALE_FACTORS",
     "OpenCVDescriptor",
     "available_opencv_descriptors",
+    "scale_factor_for",
     "sift_keypoint_size",
 ]
 
@@ -69,15 +83,53 @@ _SIFT_CELLS = 4  # OpenCV SIFT: d x d spatial cells
 _SIFT_CELL_SCALE = 3.0  # SIFT_DESCR_SCL_FCTR: a cell is 3 * (size / 2) pixels wide
 _SIFT_RADIUS_PER_SIZE = _SIFT_CELL_SCALE / 2 * math.sqrt(2) * (_SIFT_CELLS + 1) / 2  # 5.303
 
+#: OpenCV's documented ``scale_factor`` of VGG, BoostDesc and TEBLID per keypoint family (the
+#: ``scale_factor`` parameter documentation of ``cv::xfeatures2d::VGG::create``, ``BoostDesc::create``
+#: and ``TEBLID::create``).
+_DOCUMENTED = {"sift": 6.75, "surf": 6.25, "kaze": 6.25, "akaze": 5.0, "brisk": 5.0}
+SCALE_FACTORS: dict[str, dict[str, float]] = {
+    "vgg": {**_DOCUMENTED, "orb": 0.75},
+    "boostdesc": {**_DOCUMENTED, "orb": 0.75},
+    "teblid": {**_DOCUMENTED, "orb": 1.0},
+}
+#: The keypoint family of each detector of :mod:`lookalike.matching.keypoints` (module Convention).
+DETECTOR_FAMILY: dict[str, str] = {"dog": "sift", "hessian": "surf", "harris-laplace": "sift"}
+
 #: OpenCV baselines by kind: (module in cv2, factory, default kwargs, patch extent ``P / size``).
 OPENCV_DESCRIPTORS: dict[str, tuple[str, str, dict[str, Any], float]] = {
     "sift": ("", "SIFT_create", {}, _SIFT_RADIUS_PER_SIZE),
     "rootsift": ("", "SIFT_create", {}, _SIFT_RADIUS_PER_SIZE),
-    "vgg": ("xfeatures2d", "VGG_create", {"scale_factor": 6.75}, 6.75),
-    "boostdesc": ("xfeatures2d", "BoostDesc_create", {"scale_factor": 6.75}, 6.75),
-    "teblid": ("xfeatures2d", "TEBLID_create", {"scale_factor": 6.75}, 6.75),
+    "vgg": ("xfeatures2d", "VGG_create", {}, SCALE_FACTORS["vgg"]["sift"]),
+    "boostdesc": ("xfeatures2d", "BoostDesc_create", {}, SCALE_FACTORS["boostdesc"]["sift"]),
+    "teblid": ("xfeatures2d", "TEBLID_create", {}, SCALE_FACTORS["teblid"]["sift"]),
     "orb": ("", "ORB_create", {"nlevels": 8, "scaleFactor": 1.2, "patchSize": 31}, SIFT_EXTENT),
 }
+
+
+def scale_factor_for(kind: str, detector: str) -> float:
+    """OpenCV's documented ``scale_factor`` of ``kind`` for keypoints of ``detector`` (Convention).
+
+    Args:
+        kind: ``"vgg"``, ``"boostdesc"`` or ``"teblid"``.
+        detector: one of our detectors (``"dog"``, ``"hessian"``, ``"harris-laplace"``) or a keypoint
+            family of OpenCV's table (``"sift"``, ``"surf"``, ``"kaze"``, ``"akaze"``, ``"brisk"``,
+            ``"orb"``).
+
+    Raises:
+        OptionError: ``kind`` takes no scale factor, or ``detector`` is unknown.
+
+    Example:
+        >>> scale_factor_for("vgg", "dog"), scale_factor_for("teblid", "hessian")
+        (6.75, 6.25)
+        >>> scale_factor_for("boostdesc", "orb"), scale_factor_for("teblid", "orb")
+        (0.75, 1.0)
+    """
+    from lookalike.core.check import check_option
+
+    check_option(kind, list(SCALE_FACTORS), "kind")
+    family = DETECTOR_FAMILY.get(detector, detector)
+    check_option(family, [*DETECTOR_FAMILY, *SCALE_FACTORS[kind]], "detector")
+    return SCALE_FACTORS[kind][family]
 
 
 def sift_keypoint_size(patch_size: int) -> float:
@@ -119,7 +171,10 @@ class OpenCVDescriptor(nn.Module):
         kind: a key of :data:`OPENCV_DESCRIPTORS`.
         patch_size: the nominal patch side (what ``describe_patches`` resizes to).
         chunk_size: patches per OpenCV call in patch mode.
-        **options: keyword arguments of the OpenCV factory (override the defaults).
+        detector: the detector whose keypoints keypoint mode describes (``"dog"`` default); sets the
+            documented ``scale_factor`` of VGG, BoostDesc and TEBLID (:func:`scale_factor_for`).
+        **options: keyword arguments of the OpenCV factory (override the defaults, ``scale_factor``
+            included).
 
     Raises:
         OptionError: unknown kind, or options the OpenCV factory rejects.
@@ -136,7 +191,13 @@ class OpenCVDescriptor(nn.Module):
     differentiable = False
 
     def __init__(
-        self, kind: str, *, patch_size: int = 65, chunk_size: int = 1024, **options: Any
+        self,
+        kind: str,
+        *,
+        patch_size: int = 65,
+        chunk_size: int = 1024,
+        detector: str = "dog",
+        **options: Any,
     ) -> None:
         import cv2
 
@@ -159,23 +220,61 @@ class OpenCVDescriptor(nn.Module):
             channels=1, size=self.patch_size, normalization="quantised to 8 bits, round(255 x)"
         )
         self.options = {**defaults, **options}
-        make = getattr(_owner(kind), factory)
-        try:
-            self.extractor = make(**self.options)
-            # ORB's border filter would drop the centre of small patches; the values are the same.
-            self._patch_extractor = (
-                make(**{**self.options, "edgeThreshold": 0}) if kind == "orb" else self.extractor
-            )
-        except (cv2.error, TypeError) as exc:
-            raise OptionError(f"{self.name}: bad OpenCV options {options}: {exc}") from exc
+        self._given = dict(options)
+        self.detector = "dog"
+        self._build(detector)
+        # Patch mode: patches are cut around DoG keypoints (module Convention).
+        self._patch_extractor = self._make(self._patch_options())
         self.binary = self.extractor.descriptorType() == cv2.CV_8U
         self.metric = "hamming" if self.binary else "l2"
         width = int(self.extractor.descriptorSize())
         self.dim = 8 * width if self.binary else width
-        self.patch_extent = float(extent)  # patch half-width in units of size / 2
+        # patch half-width in units of size / 2: the sampled square is the patch (module Convention)
+        given = self._given.get("scale_factor") if kind in SCALE_FACTORS else None
+        self.patch_extent = float(given if given is not None else extent)
 
     def extra_repr(self) -> str:
         return f"{self.kind!r}, dim={self.dim}, metric={self.metric!r}"
+
+    def _make(self, options: dict[str, Any]) -> Any:
+        import cv2
+
+        factory = OPENCV_DESCRIPTORS[self.kind][1]
+        try:
+            return getattr(_owner(self.kind), factory)(**options)
+        except (cv2.error, TypeError) as exc:
+            raise OptionError(f"{self.name}: bad OpenCV options {self._given}: {exc}") from exc
+
+    def _patch_options(self) -> dict[str, Any]:
+        if self.kind == "orb":  # ORB's border filter would drop the centre of small patches
+            return {**self.options, "edgeThreshold": 0}
+        if self.kind in SCALE_FACTORS and "scale_factor" not in self._given:
+            return {**self.options, "scale_factor": scale_factor_for(self.kind, "dog")}
+        return dict(self.options)
+
+    def _build(self, detector: str) -> None:
+        """The keypoint-mode extractor for ``detector`` (the documented scale factor, module Convention)."""
+        from lookalike.core.check import check_option
+
+        check_option(detector, list(DETECTOR_FAMILY), "detector")
+        if self.kind in SCALE_FACTORS and "scale_factor" not in self._given:
+            self.options["scale_factor"] = scale_factor_for(self.kind, detector)
+        self.extractor = self._make(self.options)
+        self.detector = detector
+
+    def use_detector(self, detector: str) -> None:
+        """Describe keypoints of ``detector`` from now on (VGG/BoostDesc/TEBLID: its scale factor).
+
+        A ``scale_factor`` given to the constructor is kept. Patch mode is not affected.
+
+        Example:
+            >>> vgg = OpenCVDescriptor("vgg")
+            >>> vgg.use_detector("hessian")
+            >>> vgg.options["scale_factor"], round(vgg.extractor.getScaleFactor(), 2)
+            (6.25, 6.25)
+        """
+        if detector != self.detector:
+            self._build(detector)
 
     # ------------------------------------------------------------------ patch mode
     def keypoint_size(self, patch_size: int) -> float:

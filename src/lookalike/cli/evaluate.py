@@ -246,7 +246,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Contribute the ``evaluate`` command and its protocol sub-commands."""
     parser = sub.add_parser(
         "evaluate",
-        help="run an evaluation protocol (matching, patches)",
+        help="run an evaluation protocol (matching, patches, pose, retrieval, reid)",
         description="Evaluation protocols. Evaluation data is for reporting only, never for tuning.",
     )
     protocols = parser.add_subparsers(

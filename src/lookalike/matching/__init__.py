@@ -9,13 +9,19 @@ The main entry points::
 Modules: :mod:`~lookalike.matching.keypoints` (detection), :mod:`~lookalike.matching.patches`
 (LAFs and pyramid patches), :mod:`~lookalike.matching.describe` (every registered
 descriptor, ours and the :mod:`lookalike.baselines`, on keypoints), :mod:`~lookalike.matching.matchers` (NN/MNN/SNN/SMNN), :mod:`~lookalike.matching.geometry`
-(USAC/MAGSAC homography and fundamental matrix), :mod:`~lookalike.matching.pipeline`,
+(USAC/MAGSAC homography, fundamental matrix, essential matrix and relative pose), :mod:`~lookalike.matching.pipeline`,
 :mod:`~lookalike.matching.draw` (pictures of matches).
 """
 
 from lookalike.matching.describe import Features, create_describer
 from lookalike.matching.draw import draw_matches
-from lookalike.matching.geometry import GeometryResult, estimate_fundamental, estimate_homography
+from lookalike.matching.geometry import (
+    GeometryResult,
+    RelativePose,
+    estimate_fundamental,
+    estimate_homography,
+    estimate_relative_pose,
+)
 from lookalike.matching.keypoints import Keypoints, detect_keypoints
 from lookalike.matching.matchers import Matches, match_descriptors
 from lookalike.matching.patches import SIFT_EXTENT, extract_patches, keypoints_to_laf
@@ -36,12 +42,14 @@ __all__ = [
     "Keypoints",
     "MatchResult",
     "Matches",
+    "RelativePose",
     "best_shipped_descriptor",
     "create_describer",
     "detect_keypoints",
     "draw_matches",
     "estimate_fundamental",
     "estimate_homography",
+    "estimate_relative_pose",
     "extract_patches",
     "keypoints_to_laf",
     "match_descriptors",

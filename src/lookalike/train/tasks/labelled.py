@@ -59,7 +59,13 @@ class LabelledTask(Task):
         )
 
     def loss_kwargs(self, data: Any, model: nn.Module) -> dict[str, Any]:
-        return {"num_classes": int(data.num_classes), "embedding_dim": int(model.dim)}
+        """``num_classes``, ``embedding_dim`` and, when the data set counts them, ``class_counts``
+        (per-class training samples, for dynamic ArcFace margins)."""
+        extras = {"num_classes": int(data.num_classes), "embedding_dim": int(model.dim)}
+        counts = getattr(data, "class_counts", None)
+        if counts is not None:
+            extras["class_counts"] = [int(c) for c in counts]
+        return extras
 
     def forward(self, model, batch: tuple) -> tuple:
         inputs, labels = batch

@@ -1,0 +1,1 @@
+"""Global image descriptors (``gem``, ``dolg``, ``hybrid_swin``, ``ensemble``, ``color-hist``): images to rows."""
