@@ -18,23 +18,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _timing import rate
 
 import lookalike
-
-
-def rate(fn: Callable, x: torch.Tensor, min_time: float) -> float:
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn(x)
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time and calls >= 2:
-            return calls * x.shape[0] / elapsed
 
 
 def build(args: argparse.Namespace) -> tuple[dict[str, Callable], dict[str, float]]:

@@ -27,10 +27,10 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 import faiss
 import numpy as np
+from _timing import interleaved
 from rich.console import Console
 from rich.table import Table
 
@@ -54,18 +54,6 @@ def clustered(
         z += centres[rng.integers(0, clusters, m)] + 0.02 * rng.normal(size=(m, d)) / np.sqrt(d)
         x[start : start + m] = z
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:

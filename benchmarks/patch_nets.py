@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from _timing import rate
 
 import lookalike
 from lookalike.descriptors.patch._inference import bf16_supported
@@ -91,17 +92,6 @@ def build(
             fused = ours.fuse_for_inference(dtype=torch.bfloat16, compile=True, dynamic=dynamic)
             cands.append(Candidate("fused bfloat16 + compile", fused, "bfloat16"))
     return cands, kornia_fn
-
-
-def rate(fn: Callable, x: torch.Tensor, min_time: float) -> float:
-    calls = 0
-    start = time.perf_counter()
-    while True:
-        fn(x)
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time and calls >= 2:
-            return calls * x.shape[0] / elapsed
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,6 +39,7 @@ from lookalike.eval.metrics.matching import (
     homography_accuracy,
     match_accuracy,
 )
+from lookalike.eval.protocols._common import matcher_for, options_from
 from lookalike.eval.protocols.sequences import find_evaluation_sequences
 
 if TYPE_CHECKING:
@@ -354,20 +355,12 @@ class HomographyMatchingProtocol:
     """
 
     def __init__(self, *, options: MatchingOptions | dict[str, Any] | None = None) -> None:
-        if isinstance(options, dict):
-            options = MatchingOptions(**options)
-        self.options = options or MatchingOptions()
+        self.options = options_from(options, MatchingOptions)
 
     def __call__(self, describer: Any, data: Any) -> dict[str, Any]:
-        from lookalike.matching.pipeline import ImageMatcher
-
         if isinstance(data, (str, os.PathLike)):
             data = find_evaluation_sequences(data)[1]
-        matcher = (
-            describer
-            if isinstance(describer, ImageMatcher)
-            else ImageMatcher(describer, **self.options.matcher_kwargs())
-        )
+        matcher = matcher_for(describer, self.options.matcher_kwargs())
         report = evaluate_matching(
             data, {matcher.descriptor: matcher}, thresholds=self.options.thresholds
         )

@@ -44,6 +44,7 @@ from lookalike.eval.metrics.pose import (
     pose_errors,
     symmetric_epipolar_errors,
 )
+from lookalike.eval.protocols._common import matcher_for, options_from
 
 if TYPE_CHECKING:
     from lookalike.matching.pipeline import ImageMatcher
@@ -361,20 +362,12 @@ class RelativePoseProtocol:
     """
 
     def __init__(self, *, options: PoseOptions | dict[str, Any] | None = None) -> None:
-        if isinstance(options, dict):
-            options = PoseOptions(**options)
-        self.options = options or PoseOptions()
+        self.options = options_from(options, PoseOptions)
 
     def __call__(self, describer: Any, data: Any) -> dict[str, Any]:
-        from lookalike.matching.pipeline import ImageMatcher
-
         if isinstance(data, (str, os.PathLike)):
             data = find_scannet_pairs(data)[1]
-        matcher = (
-            describer
-            if isinstance(describer, ImageMatcher)
-            else ImageMatcher(describer, **self.options.matcher_kwargs())
-        )
+        matcher = matcher_for(describer, self.options.matcher_kwargs())
         report = evaluate_pose(data, {matcher.descriptor: matcher}, options=self.options)
         summary = report.summary(matcher.descriptor)
         summary.pop("median_error", None)  # None when every pair failed: not a number
