@@ -30,7 +30,9 @@ from lookalike.descriptors._base import InputSpec
 
 # ============================================================================ descriptors
 #: Constructor keywords the contract tests pass to descriptors that need some (default: none).
-DESCRIPTOR_KWARGS: dict[str, dict[str, Any]] = {}
+DESCRIPTOR_KWARGS: dict[str, dict[str, Any]] = {
+    "ensemble": {"members": ("color-hist", "color-hist")}
+}
 DESCRIPTORS = lookalike.list_registered("descriptor")
 METRICS = ("l2", "cosine", "hamming")
 

@@ -198,3 +198,10 @@ def test_max_size_keeps_the_model_in_original_pixels(files, capsys):
     np.testing.assert_allclose(np.array(summary["model"]), H_TRUE, atol=0.5)
     assert main([*args, "--max-size", "-3"]) == 1
     assert "max_size" in capsys.readouterr().err
+
+
+def test_ratio_out_of_range_is_refused_before_matching(files, capsys, monkeypatch):
+    _no_matching(monkeypatch)
+    pair = [str(files[0]), str(files[1]), "--descriptor", "opencv-sift"]
+    assert main(["match", *pair, "--ratio", "2"]) == 1
+    assert "ratio_threshold: expected a number in (0.0, 1.0]" in capsys.readouterr().err

@@ -69,8 +69,7 @@ class EnsembleDescriptor(Descriptor):
     """Average the rows within a family, concatenate families, L2-normalise.
 
     Args:
-        members: registry specs ``name`` or ``name:weights`` (default: the colour histogram alone,
-            a placeholder: give the members).
+        members: registry specs ``name`` or ``name:weights`` (required, at least one).
         allow_random: accept learned members without weights (random initialisation).
         validate: check for NaN / infinite input.
 
@@ -98,7 +97,7 @@ class EnsembleDescriptor(Descriptor):
     def __init__(
         self,
         *,
-        members: Sequence[str] = ("color-hist",),
+        members: Sequence[str],
         allow_random: bool = False,
         validate: bool = True,
     ) -> None:
