@@ -20,7 +20,7 @@ Convention:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from lookalike.core.check import check_positive
 from lookalike.core.errors import DTypeError, ShapeError
 
-__all__ = ["area_resize", "describe_patches", "module_device"]
+__all__ = ["area_resize", "describe_patches", "eval_mode", "module_device"]
 
 
 @lru_cache(maxsize=16)
@@ -76,6 +76,34 @@ def module_device(model: Any) -> torch.device:
         for tensor in (*model.parameters(), *model.buffers()):
             return tensor.device
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[Any]:
+    """Run ``model`` in eval mode under ``no_grad``; every submodule gets its own mode back on exit.
+
+    A wrapper's ``train(mode)`` would overwrite its children's flags: a wrapper in train mode around a
+    model in eval mode would leave the model in train mode. This restores each flag, also on error.
+    Anything that is not an ``nn.Module`` passes through.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+        >>> with eval_mode(net):
+        ...     net.training
+        False
+        >>> net.training
+        True
+    """
+    modes = [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) else []
+    try:
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+        with torch.no_grad():
+            yield model
+    finally:
+        for sub, mode in modes:
+            sub.training = mode
 
 
 def _as_patches(patches: Any) -> torch.Tensor:
@@ -136,26 +164,17 @@ def describe_patches(
     x = _as_patches(patches)
     size = patch_size if patch_size is not None else getattr(model, "patch_size", None)
     device = torch.device(device) if device is not None else module_device(model)
-    module = model if isinstance(model, torch.nn.Module) else None
-    # Every submodule's own mode: a wrapper's train(mode) would otherwise overwrite its children's.
-    modes = [(m, m.training) for m in module.modules()] if module is not None else []
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
     outputs = []
-    try:
-        if module is not None:
-            module.eval()
-        with torch.no_grad(), autocast:
-            if len(x) == 0:
-                return torch.zeros(0, _width(model, x, size, device), device=device)
-            for start in range(0, len(x), int(batch_size)):
-                chunk = x[start : start + int(batch_size)].to(device)
-                chunk = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk.float()
-                if size is not None:
-                    chunk = area_resize(chunk, int(size))
-                outputs.append(model(chunk).float())
-    finally:
-        for sub, mode in modes:
-            sub.training = mode
+    with eval_mode(model), autocast:
+        if len(x) == 0:
+            return torch.zeros(0, _width(model, x, size, device), device=device)
+        for start in range(0, len(x), int(batch_size)):
+            chunk = x[start : start + int(batch_size)].to(device)
+            chunk = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk.float()
+            if size is not None:
+                chunk = area_resize(chunk, int(size))
+            outputs.append(model(chunk).float())
     return torch.cat(outputs)

@@ -32,6 +32,7 @@ from lookalike._registry import register
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.reid.datasets import load_crops
 from lookalike.data.reid.readers import VIPER_SPLITS, ReidBenchmark, ReidImages, read_viper
+from lookalike.descriptors.describe import eval_mode, module_device
 from lookalike.eval.metrics.reid import RANKS, ReidScores, reid_metrics, single_shot_cmc
 
 __all__ = ["ReidProtocol", "ReidResult", "describe_images", "evaluate_reid", "run_viper"]
@@ -90,22 +91,12 @@ def describe_images(model: Any, images: ReidImages, *, batch_size: int = 64) -> 
     if len(images) == 0:
         raise EmptyInputError("describe_images: expected at least one image, got none")
     size = tuple(getattr(model, "crop_size", DEFAULT_CROP))
-    module = model if isinstance(model, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    device = next((p.device for p in module.parameters()), torch.device("cpu")) if module else None
+    device = module_device(model)
     out = []
-    try:
-        if module is not None:
-            module.eval()
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                crops = load_crops(images.paths[start : start + batch_size], size)
-                if device is not None:
-                    crops = crops.to(device)
-                out.append(model(crops).float().cpu())
-    finally:
-        if module is not None:
-            module.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(images), batch_size):
+            crops = load_crops(images.paths[start : start + batch_size], size)
+            out.append(model(crops.to(device)).float().cpu())
     return torch.cat(out)
 
 

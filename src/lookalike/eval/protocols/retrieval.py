@@ -37,6 +37,7 @@ import torch
 from lookalike._registry import register
 from lookalike.core.check import check_option
 from lookalike.core.errors import DataNotFoundError, EmptyInputError, OptionError
+from lookalike.descriptors.describe import eval_mode
 
 __all__ = [
     "BASELINES",
@@ -224,7 +225,6 @@ def _fit(x: torch.Tensor, spec: Any) -> torch.Tensor:
     )
 
 
-@torch.no_grad()
 def describe_images(
     model: Callable[[torch.Tensor], torch.Tensor],
     paths: Sequence[Path],
@@ -235,11 +235,7 @@ def describe_images(
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """``(N, D)`` float32 rows of ``paths`` (images of one shape batched; eval mode restored after)."""
-    module = model if isinstance(model, torch.nn.Module) else None
-    was = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    try:
+    with eval_mode(model):
         images = [
             read_rgb(p, max_size=max_size, box=None if boxes is None else boxes[i])
             for i, p in enumerate(paths)
@@ -257,9 +253,6 @@ def describe_images(
                 for i, row in zip(part, out):
                     rows[i] = row
         return torch.stack(rows) if rows else torch.zeros(0, 0)
-    finally:
-        if module is not None:
-            module.train(was)
 
 
 def rank(
