@@ -160,9 +160,8 @@ def test_module_spec_and_device():
 
 def test_every_name_resolves_through_the_registry(gray, kps):
     import lookalike
-    from lookalike.baselines.opencv import OpenCVDescriptor
-
     from lookalike._registry import get_entry
+    from lookalike.baselines.opencv import OpenCVDescriptor
 
     patch_families = ("lookalike.descriptors.patch.", "lookalike.baselines.")
     for name in lookalike.list_registered("descriptor"):
