@@ -183,3 +183,13 @@ def test_run_matching_with_other_thresholds_and_registered_protocol(toy_sequence
     protocol = lookalike.create("protocol", "homography_matching", options=options)
     res = protocol("opencv-sift", find_sequences(toy_sequence)[:1])
     assert res["pairs"] == 2 and res["mma"] == s["mma"] and res["thresholds"] == [2, 3, 4]
+
+
+def test_keypoints_are_shared_only_between_matchers_that_detect_alike():
+    from lookalike.eval.protocols._common import detector_key
+    from lookalike.matching.pipeline import ImageMatcher
+
+    a = ImageMatcher("sift", max_keypoints=100)
+    assert detector_key(a) == detector_key(ImageMatcher("rootsift", max_keypoints=100))
+    assert detector_key(a) != detector_key(ImageMatcher("sift", max_keypoints=100, max_size=64))
+    assert detector_key(a) != detector_key(ImageMatcher("sift", max_keypoints=50))

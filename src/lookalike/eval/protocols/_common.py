@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["matcher_for", "options_from"]
+__all__ = ["detector_key", "matcher_for", "options_from"]
 
 
 def options_from(options: T | Mapping[str, Any] | None, cls: type[T]) -> T:
@@ -30,3 +30,13 @@ def matcher_for(describer: Any, matcher_kwargs: Mapping[str, Any]) -> Any:
     if isinstance(describer, ImageMatcher):
         return describer
     return ImageMatcher(describer, **matcher_kwargs)
+
+
+def detector_key(matcher: Any) -> tuple:
+    """What decides a matcher's keypoints: matchers with equal keys can share detected keypoints.
+
+    Detector, keypoint budget, upright flag, ``max_size`` (keypoints found on a downscaled copy
+    differ) and the detector options.
+    """
+    options = tuple(sorted((k, repr(v)) for k, v in matcher.detector_options.items()))
+    return (matcher.detector, matcher.max_keypoints, matcher.upright, matcher.max_size, options)

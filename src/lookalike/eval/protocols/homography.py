@@ -39,7 +39,7 @@ from lookalike.eval.metrics.matching import (
     homography_accuracy,
     match_accuracy,
 )
-from lookalike.eval.protocols._common import matcher_for, options_from
+from lookalike.eval.protocols._common import detector_key, matcher_for, options_from
 from lookalike.eval.protocols.sequences import find_evaluation_sequences
 
 if TYPE_CHECKING:
@@ -234,11 +234,6 @@ class MatchingReport:
         return out
 
 
-def _detector_key(matcher: ImageMatcher) -> tuple:
-    options = tuple(sorted((k, repr(v)) for k, v in matcher.detector_options.items()))
-    return (matcher.detector, matcher.max_keypoints, matcher.upright, options)
-
-
 def evaluate_matching(
     sequences: Iterable[HomographySequence],
     matchers: dict[str, ImageMatcher],
@@ -275,7 +270,7 @@ def evaluate_matching(
         keypoints: dict[tuple, list[Any]] = {}  # detector settings -> keypoints of each image
         for label, matcher in matchers.items():
             start = time.perf_counter()
-            key = _detector_key(matcher)
+            key = detector_key(matcher)
             if key not in keypoints:
                 keypoints[key] = [matcher.detect(image) for image in images]
             feats = [matcher.features(im, kp) for im, kp in zip(images, keypoints[key])]

@@ -44,7 +44,7 @@ from lookalike.eval.metrics.pose import (
     pose_errors,
     symmetric_epipolar_errors,
 )
-from lookalike.eval.protocols._common import matcher_for, options_from
+from lookalike.eval.protocols._common import detector_key, matcher_for, options_from
 
 if TYPE_CHECKING:
     from lookalike.matching.pipeline import ImageMatcher
@@ -247,11 +247,6 @@ class PoseReport:
         return out
 
 
-def _detector_key(matcher: ImageMatcher) -> tuple:
-    options = tuple(sorted((k, repr(v)) for k, v in matcher.detector_options.items()))
-    return (matcher.detector, matcher.max_keypoints, matcher.upright, matcher.max_size, options)
-
-
 def _loaded(pair: ScanNetPair | LoadedPair, resize: tuple[int, int] | None) -> LoadedPair:
     return pair if isinstance(pair, LoadedPair) else pair.load(resize)
 
@@ -288,7 +283,7 @@ def evaluate_pose(
         keypoints: dict[tuple, list[Any]] = {}
         for label, matcher in matchers.items():
             start = time.perf_counter()
-            key = _detector_key(matcher)
+            key = detector_key(matcher)
             if key not in keypoints:
                 keypoints[key] = [matcher.detect(image) for image in images]
             f0, f1 = (matcher.features(im, kp) for im, kp in zip(images, keypoints[key]))
