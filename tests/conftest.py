@@ -68,6 +68,23 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-4, **kwargs) -> b
     return torch.autograd.gradcheck(fn, prepared, eps=eps, atol=atol, **kwargs)
 
 
+def randomize_(module: torch.nn.Module, seed: int = 0, *, scale: float = 0.3) -> torch.nn.Module:
+    """Random parameters (``N(0, scale^2)``) and BatchNorm statistics, in place; the mode is kept.
+
+    For oracle tests that load the same weights into two implementations: identical outputs are then
+    not an accident of the initialisation.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return module
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs the real evaluation data ``data`` (before ``-m`` deselects)."""

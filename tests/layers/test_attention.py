@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import lookalike
-from conftest import assert_close, gradcheck
+from conftest import assert_close, gradcheck, randomize_
 from lookalike.core.errors import OptionError, ShapeError
 from lookalike.layers.attention_pool import AttentionPool, attention_pool
 from lookalike.layers.cbam import CBAM, AttentionConv
@@ -18,16 +18,7 @@ from lookalike.layers.se import SqueezeExcite, make_divisible
 
 
 def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random parameters and BatchNorm statistics, so identical outputs are not an accident of init."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return module
+    return randomize_(module, seed, scale=0.5)
 
 
 @pytest.mark.parametrize("channels, rd_ratio", [(32, 1 / 16), (64, 0.25), (24, 1 / 8)])

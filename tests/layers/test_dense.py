@@ -8,21 +8,13 @@ from torch import nn
 from torchvision.models.densenet import _DenseBlock, _Transition
 
 import lookalike
-from conftest import assert_close
+from conftest import assert_close, randomize_
 from lookalike.core.errors import OptionError, ShapeError
 from lookalike.layers.dense import DenseBlock, Transition
 
 
-def _randomize(module: nn.Module, seed: int) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return module
+def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
+    return randomize_(module, seed)
 
 
 @pytest.mark.parametrize("num_layers, growth, bn_size", [(3, 8, 4), (2, 12, 2), (4, 4, 4)])

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import assert_close
+from conftest import assert_close, randomize_
 from lookalike.core.errors import OptionError, ShapeError
 from lookalike.layers.asff import ASFF, resize_to
 from lookalike.layers.atrous import ASPConv, FastMultiScaleFusion
@@ -34,15 +34,7 @@ def _conv(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return module.eval()
+    return randomize_(module, seed).eval()
 
 
 def _resize_loop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
