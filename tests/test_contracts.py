@@ -355,6 +355,9 @@ EXAMPLES: dict[str, dict[str, Example]] = {
         ),
     },
     "index": {},
+    # Rerankers contribute their examples in tests/contract_examples/ (inputs -> a call that returns finite
+    # scores, bad -> a LookalikeError).
+    "reranker": {},
     "task": {
         "pairs": Example(bad_build=lambda _: lookalike.create("task", "pairs", k=2)),
         "labelled": Example(bad_build=lambda _: lookalike.create("task", "labelled", k=2)),
@@ -458,6 +461,18 @@ def test_protocol_contract(name, tmp_path):
     assert scores and all(math.isfinite(s) for s in scores)
     with pytest.raises(LookalikeError):
         protocol(*example.bad(tmp_path / "bad"))
+
+
+@pytest.mark.parametrize("name", _registered("reranker"))
+def test_reranker_contract(name, tmp_path):
+    example = _example("reranker", name)
+    reranker = _component("reranker", name, example, tmp_path)
+    out = reranker(*example.inputs(tmp_path / "ok"))
+    arrays = _tensors(out)
+    assert arrays, f"reranker {name} returned no scores"
+    assert all(torch.isfinite(a.double()).all() for a in arrays)
+    with pytest.raises(LookalikeError):
+        reranker(*example.bad(tmp_path / "bad"))
 
 
 @pytest.mark.parametrize("name", _registered("dataset"))

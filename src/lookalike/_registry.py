@@ -30,7 +30,16 @@ from typing import Any
 
 from lookalike.core.errors import LookalikeError, OptionError
 
-KINDS: tuple[str, ...] = ("descriptor", "layer", "loss", "index", "protocol", "dataset", "task")
+KINDS: tuple[str, ...] = (
+    "descriptor",
+    "layer",
+    "loss",
+    "index",
+    "reranker",
+    "protocol",
+    "dataset",
+    "task",
+)
 
 # Packages whose modules register components; every public module below them is imported on first look-up.
 _PROVIDERS: tuple[str, ...] = (
