@@ -227,6 +227,40 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name, (weights if sep else None)
 
 
+def is_shipped(kind: str, spec: str) -> bool:
+    """Whether ``spec`` (``name:weights``) is registered under ``kind`` with its weights file installed
+    in the package (``lookalike/weights/``). Never downloads.
+
+    Example:
+        >>> is_shipped("descriptor", "sift"), is_shipped("descriptor", "no-such-name:bundled")
+        (False, False)
+    """
+    from importlib import resources
+
+    name, weights = split_spec(spec)
+    try:
+        entry = get_entry(kind, name)
+    except LookalikeError:
+        return False
+    wspec = entry.weights.get(weights or "")
+    if wspec is None or getattr(wspec, "file", None) is None:
+        return False
+    return (resources.files("lookalike") / "weights" / wspec.file).is_file()
+
+
+def best_shipped(kind: str, candidates: tuple[str, ...], fallback: str) -> str:
+    """The first of ``candidates`` (best first) whose weights are installed, else ``fallback``.
+
+    Example:
+        >>> best_shipped("descriptor", ("no-such-name:bundled",), "sift")
+        'sift'
+    """
+    for spec in candidates:
+        if is_shipped(kind, spec):
+            return spec
+    return fallback
+
+
 def create(kind: str, name: str, *, weights: str | None = None, **kwargs: Any) -> Any:
     """Build a registered component.
 

@@ -184,9 +184,10 @@ def test_every_option_is_checked_before_the_descriptor_is_built(monkeypatch, opt
 
 
 def test_shipped_candidates_exist():
-    from lookalike.matching.pipeline import SHIPPED_CANDIDATES, _shipped
+    from lookalike._registry import is_shipped
+    from lookalike.matching.pipeline import SHIPPED_CANDIDATES
 
-    assert SHIPPED_CANDIDATES and all(_shipped(spec) for spec in SHIPPED_CANDIDATES)
+    assert SHIPPED_CANDIDATES and all(is_shipped("descriptor", spec) for spec in SHIPPED_CANDIDATES)
     assert best_shipped_descriptor() == SHIPPED_CANDIDATES[0]
     model = lookalike.create("descriptor", best_shipped_descriptor())  # loads
     assert model.dim > 0

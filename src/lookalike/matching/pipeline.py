@@ -133,24 +133,6 @@ class MatchResult:
         }
 
 
-def _shipped(spec: str) -> bool:
-    """Whether ``spec`` (``name:weights``) is registered with a weights file installed locally."""
-    from importlib import resources
-
-    from lookalike._registry import get_entry, split_spec
-    from lookalike.core.errors import LookalikeError
-
-    name, weights = split_spec(spec)
-    try:
-        entry = get_entry("descriptor", name)
-    except LookalikeError:
-        return False
-    wspec = entry.weights.get(weights or "")
-    if wspec is None or getattr(wspec, "file", None) is None:
-        return False
-    return (resources.files("lookalike") / "weights" / wspec.file).is_file()
-
-
 def best_shipped_descriptor() -> str:
     """The best descriptor usable offline: a trained network whose weights are installed, else
     :data:`DEFAULT_DESCRIPTOR`. Never downloads.
@@ -159,10 +141,9 @@ def best_shipped_descriptor() -> str:
         >>> best_shipped_descriptor() in (DEFAULT_DESCRIPTOR, *SHIPPED_CANDIDATES)
         True
     """
-    for spec in SHIPPED_CANDIDATES:
-        if _shipped(spec):
-            return spec
-    return DEFAULT_DESCRIPTOR
+    from lookalike._registry import best_shipped
+
+    return best_shipped("descriptor", SHIPPED_CANDIDATES, DEFAULT_DESCRIPTOR)
 
 
 def _check_int(value: Any, name: str, *, allow_none: bool, low: int) -> None:
