@@ -169,3 +169,33 @@ def test_pca_is_fitted_on_what_it_projects():
     with torch.no_grad():
         projected = model.project(model.forward_features(patches))
     assert projected.mean(0).abs().max() < 1e-4
+
+
+class _CountingValidation:
+    """A validation set that scores itself (as retrieval sets do): 0.1, 0.5, 0.3, ... per call."""
+
+    metric, higher_is_better = "map", True
+
+    def __init__(self) -> None:
+        self.values = iter([0.1, 0.5, 0.3, 0.2])
+        self.models: list[type] = []
+
+    def evaluate(self, model, device):
+        self.models.append(type(model))
+        return next(self.values)
+
+
+def test_validation_set_with_its_own_metric_is_recorded_by_name(tmp_path, monkeypatch):
+    from lookalike.data.bundled_classes import BundledClasses
+
+    val = _CountingValidation()
+    monkeypatch.setattr(BundledClasses, "validation_set", lambda self, n_points=None: val)
+    overrides = ["steps=3", "batch_size=8", "val_every=1", "checkpoint_every=0", "bf16=false"]
+    overrides += ["data.kwargs.samples_per_class=2", f"out_dir={tmp_path}"]
+    recipe = load_config(TrainRecipe, ROOT / "configs" / "arcface_bundled_classes.yaml", overrides)
+    result = train(recipe, progress=False)
+    # three validations (steps 1, 2, 3): the last and the best (highest, as the set says) are kept
+    assert result.metrics["val_map"] == 0.3 and result.metrics["val_map_best"] == 0.5
+    assert result.history["val_map"] == [0.1, 0.5, 0.3] and result.history["val_step"] == [1, 2, 3]
+    assert "val_fpr95" not in result.metrics and val.models  # the model itself was handed over
+    assert (result.run_dir / "curves.png").is_file()

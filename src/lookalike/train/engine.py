@@ -2,7 +2,9 @@
 
 ``train(recipe)`` builds the model, the task (:mod:`lookalike.train.tasks`), its losses and data
 stream from the registry, and trains for ``recipe.steps`` steps with a rich progress bar (loss,
-patches/s). Every ``val_every`` steps it measures FPR95 on the data set's held-out pairs; it writes
+patches/s). Every ``val_every`` steps it scores the data set's held-out validation set (FPR95 of
+patch pairs, or the set's own ``evaluate`` number such as retrieval mAP; see
+:func:`~lookalike.train.report.validate`); it writes
 ``checkpoint.safetensors`` (model, optimizer, loss parameters, data-stream and RNG state: resuming
 continues the exact run) and, at the end, ``weights.safetensors`` (model only, recipe and validation
 numbers in its metadata), ``curves.png`` and ``metrics.json`` into the run directory
@@ -47,7 +49,13 @@ from lookalike.train.distributed import (
 )
 from lookalike.train.optim import lr_factor, make_optimizer, resolve_device, seed_everything
 from lookalike.train.recipe import TrainRecipe
-from lookalike.train.report import fit_pca_head, plot_curves, progress_bar, validate
+from lookalike.train.report import (
+    fit_pca_head,
+    plot_curves,
+    progress_bar,
+    validate,
+    validation_metric,
+)
 from lookalike.train.tasks import Stream, Task, build_loss, build_task
 
 __all__ = ["TrainResult", "resolve_device", "train", "train_patches"]
@@ -245,7 +253,7 @@ def _train(
     seconds, seen = _loop(recipe, parts, step_fn, run, val, meta, stop, progress and ctx.is_main)
     if not ctx.is_main:
         return TrainResult(None, None, {}, parts.history)
-    metrics = _metrics(recipe, parts.history, seconds, seen, stop)
+    metrics = _metrics(parts.history, seconds, seen, stop, validation_metric(val))
     if stop < recipe.steps:
         run.write_metrics(metrics)
         return TrainResult(run.path, None, metrics, parts.history)
@@ -263,6 +271,8 @@ def _loop(
     progress: bool,
 ) -> tuple[float, int]:
     t_start, seen, history = time.perf_counter(), 0, parts.history
+    name = validation_metric(val)[0]
+    history.setdefault(f"val_{name}", [])
     with progress_bar(progress) as bar:
         task = bar.add_task("training", total=recipe.steps, completed=parts.start) if bar else None
         for step in range(parts.start, stop):
@@ -283,10 +293,10 @@ def _loop(
                 bar.update(task, advance=1, description=f"loss {value:.3f} | {rate:,.0f} patches/s")
             last = step + 1 == recipe.steps
             if val is not None and ((step + 1) % recipe.val_every == 0 or last):
-                fpr = validate(parts.model, val, parts.device)
+                score = validate(parts.model, val, parts.device)
                 history["val_step"].append(step + 1)
-                history["val_fpr95"].append(fpr)
-                log.info("step %d: loss %.4f, val FPR95 %.2f%%", step + 1, value, 100 * fpr)
+                history[f"val_{name}"].append(score)
+                log.info("step %d: loss %.4f, val %s %.4f", step + 1, value, name, score)
             every = recipe.checkpoint_every
             due = every and ((step + 1) % every == 0 or last)
             if run is not None and (due or step + 1 == stop):
@@ -295,16 +305,22 @@ def _loop(
 
 
 def _metrics(
-    recipe: TrainRecipe, history: dict[str, list[Any]], seconds: float, seen: int, stop: int
+    history: dict[str, list[Any]],
+    seconds: float,
+    seen: int,
+    stop: int,
+    metric: tuple[str, bool],
 ) -> dict[str, Any]:
-    fpr = history["val_fpr95"]
+    name, higher = metric
+    scores = history.get(f"val_{name}", [])
+    best = max if higher else min
     return {
         "steps": stop,
         "train_seconds": round(seconds, 1),
         "patches_per_second": round(seen / max(seconds, 1e-9), 1),
         "final_loss": history["loss"][-1] if history["loss"] else None,
-        "val_fpr95": fpr[-1] if fpr else None,
-        "val_fpr95_best": min(fpr) if fpr else None,
+        f"val_{name}": scores[-1] if scores else None,
+        f"val_{name}_best": best(scores) if scores else None,
     }
 
 
@@ -329,7 +345,7 @@ def _finish(
             )
         )
         if val is not None:
-            metrics["val_fpr95_pca"] = validate(model, val, parts.device)
+            metrics[f"val_{validation_metric(val)[0]}_pca"] = validate(model, val, parts.device)
     model.eval()
     weights = save_weights(
         model, run.file("weights.safetensors"), training={**meta, "metrics": metrics}

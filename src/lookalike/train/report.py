@@ -16,8 +16,26 @@ from lookalike.descriptors.describe import describe_patches
 __all__ = ["fit_pca_head", "plot_curves", "progress_bar", "validate"]
 
 
+def validation_metric(val: Any) -> tuple[str, bool]:
+    """``(name, higher_is_better)`` of a validation set: its ``metric`` / ``higher_is_better``
+    attributes, else FPR95 (lower is better) of a pair set.
+
+    Example:
+        >>> validation_metric(object())
+        ('fpr95', False)
+    """
+    return str(getattr(val, "metric", "fpr95")), bool(getattr(val, "higher_is_better", False))
+
+
 def validate(model: nn.Module, val: Any, device: torch.device) -> float:
-    """FPR at 95 % recall on a validation set with ``patches``, ``pairs`` (M, 2) and ``is_match`` (M,)."""
+    """The validation number of ``model`` on ``val``.
+
+    A set with an ``evaluate(model, device) -> float`` method scores itself (e.g. retrieval mAP on
+    held-out images, named by its ``metric`` attribute); otherwise ``val`` is a pair set with
+    ``patches``, ``pairs`` (M, 2) and ``is_match`` (M,) and the number is the FPR at 95 % recall.
+    """
+    if hasattr(val, "evaluate"):
+        return float(val.evaluate(model, device))
     from lookalike.eval.metrics import fpr_at_recall
 
     desc = describe_patches(model, val.patches, batch_size=1024, device=device).cpu()
@@ -72,7 +90,7 @@ def fit_pca_head(
 
 
 def plot_curves(history: dict[str, list[Any]], path: Path) -> None:
-    """Training loss (raw and smoothed) and validation FPR95 against the step, as a PNG."""
+    """Training loss (raw and smoothed) and the validation number against the step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,10 +108,12 @@ def plot_curves(history: dict[str, list[Any]], path: Path) -> None:
         ax_loss.set_xlabel("step")
         ax_loss.set_ylabel("training loss")
         ax_loss.legend()
-    if history.get("val_step"):
-        ax_fpr.plot(history["val_step"], np.asarray(history["val_fpr95"]) * 100, marker="o")
+    keys = [k for k in history if k.startswith("val_") and k != "val_step" and history[k]]
+    if history.get("val_step") and keys:
+        key = keys[0]
+        ax_fpr.plot(history["val_step"], np.asarray(history[key]) * 100, marker="o")
         ax_fpr.set_xlabel("step")
-        ax_fpr.set_ylabel("validation FPR95 (%)")
+        ax_fpr.set_ylabel(f"validation {key[4:]} (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
