@@ -185,7 +185,8 @@ class ImageDescriptor(Descriptor):
 
     def fuse_for_inference(self, *, bf16: bool = False, compile: bool = False) -> ImageDescriptor:
         """A frozen eval-mode copy for fast inference: BatchNorm folded into the backbone convolutions
-        (``torch.fx`` fusion of every timm feature net), channels-last, optionally bfloat16 weights and
+        (:func:`~lookalike.descriptors.fold.fold_graph_batchnorm` on every timm feature net, timm's
+        fused BatchNorm + activation modules included), channels-last, optionally bfloat16 weights and
         ``torch.compile``. The original is not modified.
 
         Convention:
@@ -195,13 +196,13 @@ class ImageDescriptor(Descriptor):
         import copy
         import logging
 
-        from torch.fx.experimental.optimization import fuse
+        from lookalike.descriptors.fold import fold_graph_batchnorm
 
         fused = copy.deepcopy(self).eval()
         for name, child in list(fused.named_children()):
             if hasattr(child, "feature_info"):
                 try:
-                    setattr(fused, name, fuse(child))
+                    setattr(fused, name, fold_graph_batchnorm(child))
                 except Exception as exc:  # tracing failures come in many types
                     logging.getLogger(__name__).warning("%s: BatchNorm not folded (%s)", name, exc)
         fused = fused.to(memory_format=torch.channels_last)

@@ -1,6 +1,6 @@
 """Fast inference for the patch networks: BatchNorm folding, channels-last, bfloat16, ``torch.compile``.
 
-:func:`fold_batchnorm` is a pure function; :class:`FusedPatchNet` is what
+:func:`~lookalike.descriptors.fold.fold_batchnorm` is a pure function; :class:`FusedPatchNet` is what
 ``PatchNet.fuse_for_inference`` returns: the same descriptors as the eval-mode network, computed by a
 frozen, folded copy of it.
 
@@ -20,59 +20,11 @@ import torch
 from torch import nn
 
 from lookalike.core.check import check_option
-from lookalike.core.errors import OptionError
 from lookalike.descriptors._base import FLOAT_DTYPES, InputSpec
+from lookalike.descriptors.fold import fold_batchnorm
 from lookalike.descriptors.patch._functional import normalize_descriptors, standardize_patches
 
 __all__ = ["FLOAT_DTYPES", "FusedPatchNet", "bf16_supported", "fold_batchnorm", "fold_sequential"]
-
-
-def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    r"""A new convolution equal to ``bn(conv(x))`` with ``bn`` in evaluation mode.
-
-    With :math:`s = \gamma / \sqrt{\sigma^2 + \epsilon}` (``γ = 1``, ``β = 0`` for ``affine=False``),
-    the folded weight is :math:`s \cdot W` and the bias :math:`s (b - \mu) + \beta`. The arithmetic is
-    done in float64 and cast back to the convolution's dtype. Neither input is modified.
-
-    Args:
-        conv: a ``Conv2d`` (any stride, padding, groups; with or without bias).
-        bn: a ``BatchNorm2d`` over ``conv.out_channels`` channels that tracks running statistics.
-
-    Returns:
-        A ``Conv2d`` with a bias, on the convolution's device and dtype.
-
-    Raises:
-        OptionError: ``bn`` has no running statistics or the wrong number of channels.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> conv, bn = nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4).eval()
-        >>> _ = bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
-        >>> x = torch.rand(2, 1, 8, 8)
-        >>> torch.allclose(fold_batchnorm(conv, bn)(x), bn(conv(x)), atol=1e-6)
-        True
-    """
-    if bn.running_mean is None or bn.running_var is None:
-        raise OptionError("bn: cannot fold a BatchNorm2d without running statistics")
-    if bn.num_features != conv.out_channels:
-        raise OptionError(
-            f"bn: expected {conv.out_channels} channels to match the convolution, got {bn.num_features}"
-        )
-    f64 = torch.float64
-    scale = (bn.running_var.to(f64) + bn.eps).rsqrt()
-    shift = -bn.running_mean.to(f64) * scale
-    if bn.affine:
-        scale = scale * bn.weight.detach().to(f64)
-        shift = shift * bn.weight.detach().to(f64) + bn.bias.detach().to(f64)
-    if conv.bias is not None:
-        shift = shift + conv.bias.detach().to(f64) * scale
-    weight = conv.weight.detach().to(f64) * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
-    folded = copy.deepcopy(conv)
-    dtype = conv.weight.dtype
-    folded.weight = nn.Parameter(weight.to(dtype), requires_grad=conv.weight.requires_grad)
-    folded.bias = nn.Parameter(shift.to(dtype), requires_grad=conv.weight.requires_grad)
-    return folded
 
 
 def fold_sequential(layers: nn.Sequential) -> nn.Sequential:
