@@ -210,3 +210,21 @@ def test_unknown_search_parameter():
         index.search(np.eye(8), k=2, n_probe=3)
     with pytest.raises(OptionError, match="not an IVF"):
         index.search(np.eye(8), k=2, nprobe=3)
+
+
+def test_metadata_of_an_item_removed_after_the_membership_check_is_not_found():
+    """The race the load test hit: DELETE between get_metadata's check and its look-up (was a 500)."""
+    from lookalike.index.base import ItemNotFoundError
+
+    index = FaissIndex(dim=2)
+    index.add(["a"], [[1.0, 0.0]])
+    contains = index._contains
+    index._contains = lambda i: (contains(i), index._store.remove([i]))[0]
+    with pytest.raises(ItemNotFoundError, match="'a'"):
+        index.get_metadata("a")
+
+
+def test_ivfpq_skips_polysemous_training():
+    index = FaissIndex(dim=16, factory="IVF4,PQ4")
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index.faiss_index))
+    assert ivf.do_polysemous_training is False

@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(message)s",
         stream=sys.stderr,
     )
+    if not args.debug:  # faiss logs its CPU-feature loader lines at INFO on every import
+        logging.getLogger("faiss").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.core.errors import DTypeError
-from lookalike.index.base import CorruptIndexError
+from lookalike.index.base import CorruptIndexError, ItemNotFoundError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (label INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, meta TEXT NOT NULL);
@@ -72,6 +72,8 @@ class ItemStore:
 
     def metadata(self, item_id: str) -> dict[str, Any]:
         row = self.db.execute("SELECT meta FROM items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:  # removed by another thread after the caller's membership check
+            raise ItemNotFoundError(f"id {item_id!r} is not in the index")
         return json.loads(row[0])
 
     def tombstones(self) -> np.ndarray:

@@ -141,8 +141,13 @@ class FaissIndex(LocalIndex):
                 f"factory: faiss cannot build {self.factory!r} for dim {self.dim}: "
                 f"{str(exc).splitlines()[-1]}"
             ) from exc
-        if self._ivf(index) is None:  # IVF indexes take ids themselves
-            index = faiss.IndexIDMap2(index)
+        ivf = self._ivf(index)
+        if ivf is None:  # IVF indexes take ids themselves
+            return faiss.IndexIDMap2(index)
+        # Polysemous training reorders PQ codes for polysemous search only (not used here); with
+        # 8-bit codes it made IVF-PQ training ~4x slower (114 s vs 27 s on a 20k sample).
+        if hasattr(ivf, "do_polysemous_training"):
+            ivf.do_polysemous_training = False
         return index
 
     @staticmethod
