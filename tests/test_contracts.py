@@ -31,7 +31,10 @@ from lookalike.descriptors._base import InputSpec
 # ============================================================================ descriptors
 #: Constructor keywords the contract tests pass to descriptors that need some (default: none).
 DESCRIPTOR_KWARGS: dict[str, dict[str, Any]] = {
-    "ensemble": {"members": ("color-hist", "color-hist")}
+    "ensemble": {"members": ("color-hist", "color-hist")},
+    # the re-ID networks at CPU size (their ResNet-50 defaults take ~25 s per gradient check)
+    "rga": {"backbone": "resnet18", "width": 0.25, "input_size": (64, 32)},
+    "relation_net": {"backbone": "resnet18", "width": 0.25, "input_size": (64, 32), "parts": 4},
 }
 DESCRIPTORS = lookalike.list_registered("descriptor")
 METRICS = ("l2", "cosine", "hamming")

@@ -1,0 +1,208 @@
+"""Training augmentations of person crops, and a re-ID training set that applies them.
+
+- :func:`augment_crops`: the usual re-ID trio on a ``(B, 3, H, W)`` batch in [0, 1]: horizontal flip,
+  zero padding + random crop back to the size ("padding-crop"), and random erasing (Zhong et al.,
+  "Random Erasing Data Augmentation", AAAI 2020: a rectangle of random area and aspect ratio filled
+  with the ImageNet mean colour, as in the "bag of tricks" re-ID baseline).
+- :class:`AugmentedReidSet` (registered as dataset ``reid_augmented``): any registered re-ID training
+  set (``viper``, ``market1501``, ...) whose items are augmented; ``labels``, ``num_classes``,
+  ``ids`` and ``cams`` pass through, so the ``pk`` and ``labelled`` tasks read it unchanged.
+
+Convention:
+    Random draws come from the global torch RNG, which the training engine seeds with the recipe's
+    seed and saves in its checkpoints (so resuming repeats the same augmentations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from lookalike._registry import create, register
+from lookalike.core.check import check_shape
+from lookalike.core.errors import OptionError
+
+__all__ = ["ERASE_FILL", "AugmentedReidSet", "augment_crops", "random_erasing"]
+
+#: Fill colour of erased rectangles (the ImageNet mean, RGB in [0, 1]).
+ERASE_FILL = (0.485, 0.456, 0.406)
+
+
+def _probability(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise OptionError(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def random_erasing(
+    crops: torch.Tensor,
+    *,
+    p: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.4),
+    min_aspect: float = 0.3,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Erase one random rectangle of each crop with probability ``p`` (a new tensor).
+
+    The rectangle covers a fraction of the crop drawn uniformly in ``area``, with an aspect ratio
+    ``h / w`` log-uniform in ``[min_aspect, 1 / min_aspect]``; it is filled with :data:`ERASE_FILL`.
+    Draws that do not fit the crop are retried up to 100 times, then the crop is left as is.
+
+    Example:
+        >>> import torch
+        >>> out = random_erasing(torch.ones(2, 3, 32, 16), p=1.0, generator=torch.Generator().manual_seed(0))
+        >>> bool((out < 1).any(dim=1).flatten(1).any(dim=1).all())  # every crop got a rectangle
+        True
+    """
+    dims = check_shape(crops, ["B", "3", "H", "W"], "crops")
+    p = _probability(p, "p")
+    height, width = dims["H"], dims["W"]
+    out = crops.clone()
+    fill = torch.tensor(ERASE_FILL, dtype=crops.dtype, device=crops.device).view(3, 1, 1)
+    log_lo, log_hi = torch.log(torch.tensor(min_aspect)), -torch.log(torch.tensor(min_aspect))
+    for b in range(dims["B"]):
+        if float(torch.rand((), generator=generator)) >= p:
+            continue
+        for _ in range(100):
+            target = float(torch.empty(()).uniform_(*area, generator=generator)) * height * width
+            aspect = float(torch.exp(torch.empty(()).uniform_(log_lo, log_hi, generator=generator)))
+            h = round((target * aspect) ** 0.5)
+            w = round((target / aspect) ** 0.5)
+            if 0 < h < height and 0 < w < width:
+                top = int(torch.randint(0, height - h + 1, (), generator=generator))
+                left = int(torch.randint(0, width - w + 1, (), generator=generator))
+                out[b, :, top : top + h, left : left + w] = fill
+                break
+    return out
+
+
+def augment_crops(
+    crops: torch.Tensor,
+    *,
+    flip: float = 0.5,
+    pad: int = 10,
+    erase: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Flip, pad-and-crop and randomly erase a ``(B, 3, H, W)`` batch of crops in [0, 1].
+
+    Args:
+        crops: the batch (not modified).
+        flip: probability of a horizontal flip.
+        pad: zero padding on every side before a random ``H x W`` crop (0: no shift).
+        erase: probability of random erasing (:func:`random_erasing`).
+        generator: torch generator (default: the global RNG).
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(4, 3, 64, 32)
+        >>> augment_crops(x, flip=0.0, pad=0, erase=0.0).equal(x)
+        True
+    """
+    dims = check_shape(crops, ["B", "3", "H", "W"], "crops")
+    flip = _probability(flip, "flip")
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise OptionError(f"pad: expected an integer >= 0, got {pad!r}")
+    out = crops.clone()
+    flips = torch.rand(dims["B"], generator=generator) < flip
+    out[flips] = out[flips].flip(-1)
+    if pad:
+        padded = torch.nn.functional.pad(out, (pad, pad, pad, pad))
+        shifts = torch.randint(0, 2 * pad + 1, (dims["B"], 2), generator=generator)
+        for b, (dy, dx) in enumerate(shifts.tolist()):
+            out[b] = padded[b, :, dy : dy + dims["H"], dx : dx + dims["W"]]
+    return random_erasing(out, p=erase, generator=generator) if erase else out
+
+
+class AugmentedReidSet(Dataset):
+    """A re-ID training set whose crops are augmented by :func:`augment_crops` on every read.
+
+    Args:
+        data: a map-style set of ``(crop (3, H, W), label)`` with ``labels`` and ``num_classes``
+            (e.g. :class:`~lookalike.data.reid.datasets.ReidTrainSet`).
+        flip, pad, erase: see :func:`augment_crops`.
+        cache: read every crop once and keep the batch in memory (small sets such as VIPeR).
+
+    Example:
+        >>> import torch
+        >>> class Toy(torch.utils.data.Dataset):
+        ...     labels, num_classes = [0, 1], 2
+        ...     def __len__(self): return 2
+        ...     def __getitem__(self, i): return torch.full((3, 16, 8), 0.5), i
+        >>> aug = AugmentedReidSet(Toy(), pad=2, cache=True)
+        >>> crop, label = aug[1]
+        >>> tuple(crop.shape), label, aug.num_classes
+        ((3, 16, 8), 1, 2)
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        flip: float = 0.5,
+        pad: int = 10,
+        erase: float = 0.5,
+        cache: bool = False,
+    ) -> None:
+        super().__init__()
+        for attr in ("labels", "num_classes", "__getitem__", "__len__"):
+            if not hasattr(data, attr):
+                raise OptionError(
+                    f"data: expected a labelled data set, {type(data).__name__} has no {attr}"
+                )
+        augment_crops(
+            torch.zeros(1, 3, 8, 8), flip=flip, pad=pad, erase=erase
+        )  # checks the options
+        self.data = data
+        self.flip, self.pad, self.erase = flip, pad, erase
+        self.labels, self.num_classes = data.labels, data.num_classes
+        self.ids, self.cams = getattr(data, "ids", None), getattr(data, "cams", None)
+        self._cache: torch.Tensor | None = None
+        if cache:
+            self._cache = torch.stack([torch.as_tensor(data[i][0]) for i in range(len(data))])
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self._cache is not None:
+            crop, label = self._cache[index], int(self.labels[index])
+        else:
+            crop, label = self.data[index]
+        out = augment_crops(
+            torch.as_tensor(crop)[None], flip=self.flip, pad=self.pad, erase=self.erase
+        )
+        return out[0], int(label)
+
+
+@register("dataset", "reid_augmented")
+def reid_augmented(
+    *,
+    dataset: str = "viper",
+    root: str | Path | None = None,
+    split: int | None = None,
+    variant: str | None = None,
+    size: Sequence[int] | None = None,
+    flip: float = 0.5,
+    pad: int = 10,
+    erase: float = 0.5,
+    cache: bool = False,
+    seed: int = 0,
+) -> AugmentedReidSet:
+    """A registered re-ID training set (``dataset``: ``viper``, ``market1501``, ...) with flip,
+    padding-crop and random erasing.
+
+    ``split`` (VIPeR: the training ids of split ``split`` only), ``variant`` (CUHK03) and ``size``
+    are passed to the data set when given; ``seed`` is accepted for the training tasks (the
+    augmentations draw from the engine-seeded global torch RNG).
+    """
+    kwargs: dict[str, Any] = {"root": root}
+    for key, value in (("split", split), ("variant", variant), ("size", size)):
+        if value is not None:
+            kwargs[key] = tuple(value) if key == "size" else value
+    base = create("dataset", dataset, **kwargs)
+    return AugmentedReidSet(base, flip=flip, pad=pad, erase=erase, cache=cache)

@@ -1,0 +1,187 @@
+"""``relation_net``: horizontal parts with one-vs-rest relations and global contrastive pooling.
+
+Park and Ham, "Relation Network for Person Re-identification", AAAI 2020. The last feature map of a
+ResNet (last stride 1) is cut into ``n`` horizontal strips, each max pooled into a part feature
+``p_i``. Then
+
+- one-vs-rest relation: the rest of the body ``r_i = (1 / (n - 1)) sum_{j != i} p_j``; both are reduced
+  by 1x1 convolutions to ``p̄_i``, ``r̄_i``, and ``q_i = p̄_i + R([p̄_i, r̄_i])`` (``R``: 1x1 conv, BN, ReLU);
+- global contrastive pooling (GCP): ``p_max = max_i p_i`` and the contrast of the average with the
+  maximum ``p_cont = (1 / (n - 1)) sum_i (p_i - p_max) = n / (n - 1) (p_avg - p_max)``; reduced to
+  ``p̄_max``, ``p̄_cont``, and ``q_0 = p̄_max + R_g([p̄_max, p̄_cont])``.
+
+The descriptor is ``[q_0, q_1, ..., q_n]`` through a BatchNorm neck, L2-normalised:
+``(n + 1) x part_dim`` values (7 x 256 = 1792 for the paper's 6 parts).
+
+Convention:
+    The paper trains every ``q`` with its own classifier and triplet loss; here the concatenation is
+    one embedding (the training tasks see one descriptor). The reduction and relation layers are
+    shared by the parts (one 1x1 convolution over the part axis). ``relation=False`` and
+    ``gcp=False`` give the ablations (plain parts; plain max pooling for ``q_0``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lookalike._registry import register
+from lookalike.core.check import check_shape
+from lookalike.core.errors import OptionError, ShapeError
+from lookalike.descriptors.reid._backbone import ReidNetwork, resnet_stages
+
+__all__ = ["RelationNet", "global_contrastive_pool", "one_vs_rest"]
+
+
+def _check_parts(parts: torch.Tensor) -> None:
+    dims = check_shape(parts, ["B", "C", "N"], "parts")
+    if dims["N"] < 2:
+        raise ShapeError(
+            f"parts: expected at least 2 parts on the last axis, got {tuple(parts.shape)}"
+        )
+
+
+def one_vs_rest(parts: torch.Tensor) -> torch.Tensor:
+    """The rest-of-body feature of every part: ``r_i = mean_{j != i} p_j``.
+
+    Args:
+        parts: ``(B, C, N)`` part features, ``N >= 2``.
+
+    Returns:
+        ``(B, C, N)``.
+
+    Example:
+        >>> import torch
+        >>> one_vs_rest(torch.tensor([[[1.0, 2.0, 6.0]]]))
+        tensor([[[4.0000, 3.5000, 1.5000]]])
+    """
+    _check_parts(parts)
+    n = parts.shape[-1]
+    return (parts.sum(dim=-1, keepdim=True) - parts) / (n - 1)
+
+
+def global_contrastive_pool(parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GCP's two inputs: ``p_max = max_i p_i`` and ``p_cont = (1 / (N - 1)) sum_i (p_i - p_max)``.
+
+    Args:
+        parts: ``(B, C, N)`` part features, ``N >= 2``.
+
+    Returns:
+        ``(p_max, p_cont)``, both ``(B, C)``; ``p_cont <= 0``, 0 where every part is equal.
+
+    Example:
+        >>> import torch
+        >>> p_max, p_cont = global_contrastive_pool(torch.tensor([[[1.0, 2.0, 6.0]]]))
+        >>> p_max, p_cont  # (1 - 6 + 2 - 6 + 0) / 2
+        (tensor([[6.]]), tensor([[-4.5000]]))
+    """
+    _check_parts(parts)
+    n = parts.shape[-1]
+    p_max = parts.amax(dim=-1)
+    return p_max, (parts.sum(dim=-1) - n * p_max) / (n - 1)
+
+
+def _reduce(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out), nn.ReLU())
+
+
+@register("descriptor", "relation_net")
+class RelationNet(ReidNetwork):
+    """ResNet + part features with one-vs-rest relations + GCP: crops to ``(B, (parts + 1) * part_dim)``.
+
+    Args:
+        backbone: any timm ResNet name (``resnet50`` in the paper).
+        input_size: ``(height, width)`` the crops are resized to (384 x 128 in the paper).
+        last_stride: 1 (the paper) or 2.
+        width: multiplier of the ResNet's widths (1: the named network; < 1 for CPU training).
+        parts: horizontal strips ``n >= 2`` (6 in the paper); the feature map must be at least
+            ``n`` rows high.
+        part_dim: size of every reduced feature ``q`` (256 in the paper).
+        relation: one-vs-rest relations for the parts (``False``: ``q_i = p̄_i``).
+        gcp: global contrastive pooling for ``q_0`` (``False``: ``q_0 = p̄_max``).
+        pretrained: let timm download the ResNet's ImageNet weights (explicit request only).
+        backbone_weights: a local weights file of the ResNet.
+        size_range: accepted input sides ``(min, max)`` in pixels.
+        validate: check for NaN / infinite input.
+
+    Example:
+        >>> import torch
+        >>> net = RelationNet(backbone="resnet18", input_size=(96, 32), parts=3, part_dim=16).eval()
+        >>> net(torch.rand(2, 3, 128, 48)).shape
+        torch.Size([2, 64])
+    """
+
+    needs_weights = True
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "resnet50",
+        input_size: Sequence[int] = (384, 128),
+        last_stride: int = 1,
+        width: float = 1.0,
+        parts: int = 6,
+        part_dim: int = 256,
+        relation: bool = True,
+        gcp: bool = True,
+        pretrained: bool = False,
+        backbone_weights: str | os.PathLike[str] | None = None,
+        size_range: Sequence[int] = (32, 2048),
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        self._setup_reid_input(input_size, size_range)
+        for name, value, low in (("parts", parts, 2), ("part_dim", part_dim, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
+        net = resnet_stages(
+            backbone,
+            last_stride=last_stride,
+            width=width,
+            pretrained=pretrained,
+            backbone_weights=backbone_weights,
+        )
+        rows = net.feature_sizes(self.input_size)[-1][0]
+        if rows < parts:
+            raise OptionError(
+                f"parts: the {self.input_size} input gives a feature map {rows} rows high; "
+                f"expected parts <= {rows}, got {parts}"
+            )
+        self.trunk_net = nn.Sequential(net.stem, *net.stages)
+        channels = net.channels[-1]
+        self.parts, self.part_dim = parts, part_dim
+        self.relation, self.gcp = bool(relation), bool(gcp)
+        self.reduce_part = _reduce(channels, part_dim)
+        self.reduce_rest = _reduce(channels, part_dim) if self.relation else None
+        self.part_relation = _reduce(2 * part_dim, part_dim) if self.relation else None
+        self.reduce_max = _reduce(channels, part_dim)
+        self.reduce_cont = _reduce(channels, part_dim) if self.gcp else None
+        self.global_relation = _reduce(2 * part_dim, part_dim) if self.gcp else None
+        self.dim = (parts + 1) * part_dim
+        self.neck = nn.BatchNorm1d(self.dim)
+        self.neck.bias.requires_grad_(False)
+        self.validate = validate
+        self.to(memory_format=torch.channels_last)
+
+    def part_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised ``(B, 3, *input_size)`` crops to ``(B, C, parts)`` max-pooled strip features."""
+        fmap = self.trunk_net(x)
+        return F.adaptive_max_pool2d(fmap, (self.parts, 1)).squeeze(-1)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        parts = self.part_features(x)
+        q_parts = self.reduce_part(parts)  # (B, D, n)
+        if self.relation:
+            rest = self.reduce_rest(one_vs_rest(parts))
+            q_parts = q_parts + self.part_relation(torch.cat([q_parts, rest], dim=1))
+        p_max, p_cont = global_contrastive_pool(parts)
+        q_max = self.reduce_max(p_max.unsqueeze(-1))  # (B, D, 1)
+        if self.gcp:
+            cont = self.reduce_cont(p_cont.unsqueeze(-1))
+            q_max = q_max + self.global_relation(torch.cat([q_max, cont], dim=1))
+        out = torch.cat([q_max, q_parts], dim=2).transpose(1, 2).flatten(1)  # [q_0, q_1..q_n]
+        return self.neck(out)
