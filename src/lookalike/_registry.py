@@ -402,7 +402,9 @@ def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) ->
     """Build ``entry`` with constructor kwargs from the weights file, load the weights strictly, eval mode.
 
     Keyword precedence: the named weights' ``WeightSpec.kwargs`` < the file's stored kwargs < ``kwargs``.
-    A module comes back in eval mode (see :func:`create`).
+    A module comes back in eval mode (see :func:`create`). When the file records the patch geometry its
+    network was trained on (``training.patch_geometry.patch_extent``), the model's ``patch_extent`` is
+    set to it, so the matching pipeline cuts patches the way training did.
 
     Raises:
         WeightsError: the file holds another component's weights, or does not fit.
@@ -422,6 +424,9 @@ def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) ->
     check_keywords(entry, merged)
     model = entry.factory(**merged)
     load_weights(model, path, strict=True)
+    geometry = (meta.get("training") or {}).get("patch_geometry") or {}
+    if geometry.get("patch_extent") is not None and hasattr(model, "patch_extent"):
+        model.patch_extent = float(geometry["patch_extent"])
     eval_mode = getattr(model, "eval", None)
     if callable(eval_mode):
         eval_mode()

@@ -14,7 +14,7 @@ from lookalike.eval.protocols.demo import DEMO_PHOTOS, demo_pairs
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 #: Data sets made from the bundled photos; every other recipe trains on the user's own data set
 #: (e.g. GLDv2), which holds no bundled photo.
-BUNDLED_DATA = ("bundled_pairs", "bundled_classes")
+BUNDLED_DATA = ("bundled_pairs", "bundled_classes", "pipeline_pairs", "bundled_instances")
 
 
 def _data_name(config: Path) -> str:
@@ -47,12 +47,25 @@ def test_validation_photos_are_the_held_out_ones():
     assert set(VALIDATION_PHOTOS) == set(HELD_OUT_PHOTOS)
 
 
-def test_recipes_on_other_data_need_the_users_folder():
+def _viper_protocol(config: Path) -> bool:
+    """VIPeR's protocol trains on the training ids of one split (the one evaluation set allowed)."""
+    data = yaml.safe_load(config.read_text())["data"]
+    kwargs = data.get("kwargs") or {}
+    return kwargs.get("dataset") == "viper" and "split" in kwargs
+
+
+def test_recipes_on_other_data_need_the_users_folder(monkeypatch, tmp_path):
     """A recipe not on bundled photos reads a folder the user names (so it cannot see a demo photo)."""
+    monkeypatch.setenv("LOOKALIKE_DATA", str(tmp_path))  # no data sets there
     for config in CONFIGS:
         if config not in BUNDLED_CONFIGS:
             with pytest.raises(lookalike.LookalikeError):
                 lookalike.create("dataset", _data_name(config))
+        if not _viper_protocol(config):
+            continue
+        # the VIPeR recipe names one split: its data set holds that split's training ids only
+        kwargs = yaml.safe_load(config.read_text())["data"]["kwargs"]
+        assert isinstance(kwargs["split"], int)
     assert BUNDLED_CONFIGS
 
 

@@ -199,3 +199,22 @@ def test_validation_set_with_its_own_metric_is_recorded_by_name(tmp_path, monkey
     assert result.history["val_map"] == [0.1, 0.5, 0.3] and result.history["val_step"] == [1, 2, 3]
     assert "val_fpr95" not in result.metrics and val.models  # the model itself was handed over
     assert (result.run_dir / "curves.png").is_file()
+
+
+def test_patch_geometry_of_the_data_goes_into_the_weights_and_back_into_the_model(
+    tmp_path, monkeypatch
+):
+    """A data set that says how it cut patches (patch_geometry) gets that into the weights file, and
+    loading the file sets the network's patch_extent, so the matching pipeline cuts the same patches."""
+    from lookalike.data.bundled_pairs import BundledPairs
+    from lookalike.matching.describe import create_describer
+
+    geometry = {"patch_size": 32, "patch_extent": 7.25, "orientation": "detected"}
+    monkeypatch.setattr(BundledPairs, "patch_geometry", lambda self: geometry, raising=False)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    recipe = load_config(TrainRecipe, config, [*TINY, "val_every=0", f"out_dir={tmp_path}"])
+    result = train(recipe, progress=False)
+    assert read_metadata(result.weights)["training"]["patch_geometry"] == geometry
+    model = lookalike.create("descriptor", "hardnet", weights=str(result.weights))
+    assert model.patch_extent == 7.25 != type(model).patch_extent
+    assert create_describer(f"hardnet:{result.weights}").extent == 7.25

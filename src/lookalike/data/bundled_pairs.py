@@ -48,6 +48,7 @@ from lookalike.geometry import WarpRanges, random_homography
 __all__ = [
     "VALIDATION_PHOTOS",
     "BundledPairs",
+    "PairSource",
     "PairStream",
     "ValidationSet",
     "corresponding_patches",
@@ -82,8 +83,87 @@ class ValidationSet:
     is_match: torch.Tensor
 
 
+class PairSource(IterableDataset):
+    """The endless, resumable, shuffled stream shared by the synthetic pair data sets.
+
+    A subclass sets ``batch_size``, ``patch_size``, ``n_views``, ``output``, ``seed``, ``train_photos``,
+    ``points_per_warp`` and ``buffer_batches`` and implements ``_photo_points(name) -> int`` (how many
+    points a photo can give, to weight the draws) and ``_draw(rng, name, max_points) -> (labels (M,),
+    patches (M, V, 1, P, P))`` (one draw of views). Batches hold distinct labels (valid in-batch
+    negatives); :class:`PairStream` keeps the shuffle buffer and the generator state.
+    """
+
+    batch_size: int
+    patch_size: int
+    n_views: int
+    output: str
+    seed: int
+    train_photos: tuple[str, ...]
+    points_per_warp: int
+    buffer_batches: int
+
+    def _photo_points(self, name: str) -> int:
+        raise NotImplementedError
+
+    def _draw(
+        self, rng: np.random.Generator, name: str, max_points: int, *args: Any, **kwargs: Any
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        raise NotImplementedError
+
+    def _photo_weights(self, names: Sequence[str]) -> np.ndarray:
+        """Draw probabilities ~ min(#keypoints, points_per_warp): photos with few keypoints are drawn less."""
+        counts = np.array([min(self._photo_points(n), self.points_per_warp) for n in names], float)
+        if counts.sum() == 0:
+            raise EmptyInputError(
+                f"{type(self).__name__}: no keypoint detected in any of {list(names)}"
+            )
+        return counts / counts.sum()
+
+    def _rng(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        seed = self.seed if info is None else self.seed + 1_000_003 * (info.id + 1)
+        return np.random.default_rng(seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return PairStream(self, self._rng())
+
+    def stream(self) -> PairStream:
+        """A resumable iterator over the batches (what ``iter(self)`` returns)."""
+        return PairStream(self, self._rng())
+
+    def _fill(
+        self, rng: np.random.Generator, labels: np.ndarray, patches: torch.Tensor
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Draw views until the buffer holds ``buffer_batches`` batches of distinct points."""
+        target = self.batch_size * self.buffer_batches
+        weights = self._photo_weights(self.train_photos)
+        empty_draws = 0
+        while labels.size < target or np.unique(labels).size < self.batch_size:
+            name = self.train_photos[int(rng.choice(len(self.train_photos), p=weights))]
+            new_labels, new_patches = self._draw(rng, name, self.points_per_warp)
+            if new_labels.size == 0:
+                empty_draws += 1
+                if empty_draws > 100:
+                    raise LookalikeError(
+                        f"{type(self).__name__}: 100 draws in a row gave no corresponding point "
+                        "in every view; the warp ranges are too strong for the photos"
+                    )
+                continue
+            labels = np.concatenate([labels, new_labels])
+            patches = torch.cat([patches, new_patches])
+        return labels, patches
+
+    def _format(
+        self, labels: np.ndarray, patches: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.output == "pairs":
+            return patches[:, 0].contiguous(), patches[:, 1].contiguous()
+        flat = patches.reshape(-1, 1, self.patch_size, self.patch_size)
+        return flat, torch.from_numpy(np.repeat(labels, self.n_views))
+
+
 @register("dataset", "bundled_pairs")
-class BundledPairs(IterableDataset):
+class BundledPairs(PairSource):
     """Endless stream of corresponding patches from synthetic views of the bundled photos.
 
     Args:
@@ -246,55 +326,8 @@ class BundledPairs(IterableDataset):
         )
         return base + rows[index], patches
 
-    # ---------------------------------------------------------------- training stream
-    def _photo_weights(self, names: Sequence[str]) -> np.ndarray:
-        """Draw probabilities ~ min(#keypoints, points_per_warp): photos with few keypoints are drawn less."""
-        counts = np.array([min(len(self.photo(n)[1]), self.points_per_warp) for n in names], float)
-        if counts.sum() == 0:
-            raise EmptyInputError(f"bundled_pairs: no keypoint detected in any of {list(names)}")
-        return counts / counts.sum()
-
-    def _rng(self) -> np.random.Generator:
-        info = torch.utils.data.get_worker_info()
-        seed = self.seed if info is None else self.seed + 1_000_003 * (info.id + 1)
-        return np.random.default_rng(seed)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return PairStream(self, self._rng())
-
-    def stream(self) -> PairStream:
-        """A resumable iterator over the batches (what ``iter(self)`` returns)."""
-        return PairStream(self, self._rng())
-
-    def _fill(
-        self, rng: np.random.Generator, labels: np.ndarray, patches: torch.Tensor
-    ) -> tuple[np.ndarray, torch.Tensor]:
-        """Draw views until the buffer holds ``buffer_batches`` batches of distinct points."""
-        target = self.batch_size * self.buffer_batches
-        weights = self._photo_weights(self.train_photos)
-        empty_draws = 0
-        while labels.size < target or np.unique(labels).size < self.batch_size:
-            name = self.train_photos[int(rng.choice(len(self.train_photos), p=weights))]
-            new_labels, new_patches = self._draw(rng, name, self.points_per_warp)
-            if new_labels.size == 0:
-                empty_draws += 1
-                if empty_draws > 100:
-                    raise LookalikeError(
-                        "bundled_pairs: 100 draws in a row gave no keypoint inside every view; "
-                        "the warp ranges are too strong for the photos"
-                    )
-                continue
-            labels = np.concatenate([labels, new_labels])
-            patches = torch.cat([patches, new_patches])
-        return labels, patches
-
-    def _format(
-        self, labels: np.ndarray, patches: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.output == "pairs":
-            return patches[:, 0].contiguous(), patches[:, 1].contiguous()
-        flat = patches.reshape(-1, 1, self.patch_size, self.patch_size)
-        return flat, torch.from_numpy(np.repeat(labels, self.n_views))
+    def _photo_points(self, name: str) -> int:
+        return len(self.photo(name)[1])
 
     # ---------------------------------------------------------------- validation
     def validation_set(
@@ -384,7 +417,7 @@ class PairStream:
         True
     """
 
-    def __init__(self, data: BundledPairs, rng: np.random.Generator) -> None:
+    def __init__(self, data: PairSource, rng: np.random.Generator) -> None:
         self.data = data
         self.rng = rng
         self.labels = np.zeros(0, dtype=np.int64)

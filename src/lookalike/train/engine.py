@@ -249,6 +249,9 @@ def _train(
     if ctx.is_main and recipe.val_every and hasattr(parts.data, "validation_set"):
         val = parts.data.validation_set(n_points=recipe.val_points)
     meta = {"recipe": to_dict(recipe), "run": str(run.path) if run else None}
+    geometry = getattr(parts.data, "patch_geometry", None)
+    if callable(geometry):  # how training patches were cut: the pipeline reads it back
+        meta["patch_geometry"] = geometry()
     stop = recipe.steps if stop_after is None else min(recipe.steps, stop_after)
     seconds, seen = _loop(recipe, parts, step_fn, run, val, meta, stop, progress and ctx.is_main)
     if not ctx.is_main:
