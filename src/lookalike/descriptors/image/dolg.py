@@ -21,6 +21,7 @@ from torch import nn
 from lookalike._registry import register
 from lookalike.core.check import check_option, check_shape
 from lookalike.core.errors import OptionError
+from lookalike.core.weights import WeightSpec
 from lookalike.descriptors.image._backbone import ImageDescriptor, create_backbone
 from lookalike.layers.gem import GeM
 
@@ -111,7 +112,21 @@ class SpatialAttention(nn.Module):
         return F.normalize(f, dim=1) * score
 
 
-@register("descriptor", "dolg")
+#: Weights trained by lookalike (``configs/dolg_bundled.yaml``: instance discrimination on square regions of
+#: the 14 training photos bundled with scikit-image plus dead-leaves images, sub-center ArcFace, on a
+#: 2-core CPU); recipe, seed and held-out validation numbers (FPR95, mAP, recall@1 on regions of
+#: chelsea/coffee/gravel) are in the file's metadata. Reproduce with
+#: ``lookalike train --config configs/dolg_bundled.yaml``.
+DOLG_WEIGHTS = {
+    "bundled": WeightSpec(
+        file="dolg_bundled.safetensors",
+        sha256="29fb0a7814432d0b0648b49428e33fd8d95bd5722167a8dabe6a5a5b99509ff8",
+        description="DOLG (ResNet-18) trained on regions of scikit-image's bundled photos (CPU recipe)",
+    ),
+}
+
+
+@register("descriptor", "dolg", weights=DOLG_WEIGHTS)
 class DOLGDescriptor(ImageDescriptor):
     """DOLG: orthogonal fusion of a multi-atrous local branch and a GeM global branch.
 
