@@ -62,16 +62,47 @@ def test_evaluate_retrieval_with_an_ensemble_file_and_baselines(tmp_path, capsys
     ]
     assert main(args) == 0
     labels = [r["label"] for r in json.loads((out / "results.json").read_text())["rows"]]
-    assert labels[:2] == ["color-hist (baseline)", "gem random-init resnet50 (baseline)"]
-    assert labels[2].endswith("ens.yaml")
+    assert labels[:3] == [
+        "color-hist (baseline)",
+        "gem random-init resnet50 (baseline)",
+        "vlad:bundled rootsift (baseline)",
+    ]
+    assert labels[3].endswith("ens.yaml")
+
+
+def test_evaluate_retrieval_with_several_rerank_chains_and_options(tmp_path, capsys):
+    data = write_ukbench(tmp_path / "data", groups=3)
+    out = tmp_path / "out"
+    args = ["evaluate", "retrieval", "--data", str(data), "--benchmark", "ukbench"]
+    args += ["--no-baselines", "--descriptors", "color-hist", "--out", str(out)]
+    args += ["--rerank", "dba,aqe", "--rerank", "none", "--rerank", "k_reciprocal"]
+    args += ["--rerank-option", "k_reciprocal.k1=4", "--rerank-option", "k_reciprocal.k2=2"]
+    assert main(args) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert [r["rerank"] for r in result["rows"]] == [[], ["dba", "aqe"], ["k_reciprocal"]]
+    assert result["config"]["rerank_options"] == {"k_reciprocal": {"k1": 4, "k2": 2}}
+    assert all(r["rerank_seconds"] >= 0 for r in result["rows"])
+    assert "re-rank s" in (out / "results.md").read_text()
 
 
 def test_evaluate_retrieval_refuses_untrained_and_bad_options(tmp_path, capsys):
     base = ["evaluate", "retrieval", "--data", str(tmp_path), "--benchmark", "ukbench"]
     assert main([*base, "--descriptors", "dolg"]) == 1
     assert "--allow-random" in capsys.readouterr().err
-    assert main([*base, "--descriptors", "color-hist", "--rerank", "spatial"]) == 1
-    assert "rerank" in capsys.readouterr().err
+    assert main([*base, "--descriptors", "color-hist", "--rerank", "nope"]) == 1
+    assert "--rerank" in capsys.readouterr().err
+    assert (
+        main(
+            [*base, "--descriptors", "color-hist", "--rerank", "dba", "--rerank-option", "aqe.k=1"]
+        )
+        == 1
+    )
+    assert "no --rerank chain" in capsys.readouterr().err
+    assert (
+        main([*base, "--descriptors", "color-hist", "--rerank", "dba", "--rerank-option", "k=1"])
+        == 1
+    )
+    assert "NAME.KEY=VALUE" in capsys.readouterr().err
     assert main([*base, "--descriptors", "color-hist", "--no-baselines"]) == 1
     assert "ukbench" in capsys.readouterr().err
     with pytest.raises(SystemExit):

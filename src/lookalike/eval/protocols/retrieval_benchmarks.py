@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,16 @@ from typing import Any
 import numpy as np
 
 from lookalike.core.check import check_option
-from lookalike.core.errors import DataNotFoundError
+from lookalike.core.errors import DataNotFoundError, OptionError, ShapeError
 
-__all__ = ["BENCHMARKS", "RetrievalBenchmark", "load_benchmark"]
+__all__ = [
+    "BENCHMARKS",
+    "SCENE_ALIASES",
+    "CroppedImages",
+    "RetrievalBenchmark",
+    "load_benchmark",
+    "scene_key",
+]
 
 BENCHMARKS = ("ukbench", "scenes", "revisited", "gldv2")
 
@@ -47,6 +55,42 @@ class RetrievalBenchmark:
     def num_queries(self) -> int:
         return len(self.database) if self.queries is None else len(self.queries)
 
+    def query_images(self) -> Sequence[Any]:
+        """One image per query: its file, or (revisited) a lazy sequence of RGB crops to its box."""
+        if self.queries is None:
+            return self.database
+        if self.boxes is not None and any(b is not None for b in self.boxes):
+            return CroppedImages(self.queries, self.boxes)
+        return self.queries
+
+
+class CroppedImages(Sequence):
+    """``(H, W, 3)`` uint8 RGB crops of image files to ``(x1, y1, x2, y2)`` boxes, read on access.
+
+    A ``None`` box keeps the whole image; the crop is the one :func:`~lookalike.eval.protocols.retrieval.read_rgb`
+    makes (rounded box, at least one pixel).
+    """
+
+    def __init__(self, paths: Sequence[Path], boxes: Sequence[Any]) -> None:
+        if len(paths) != len(boxes):
+            raise ShapeError(f"boxes: expected one per image ({len(paths)}), got {len(boxes)}")
+        self.paths, self.boxes = list(paths), list(boxes)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, (int, np.integer)):
+            raise OptionError(f"CroppedImages: expected an integer index, got {i!r}")
+        from lookalike.data.images import read_image
+
+        rgb, box = read_image(self.paths[i], gray=False), self.boxes[i]
+        if box is None:
+            return rgb
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
+        crop = rgb[max(0, y1) : max(y1 + 1, y2), max(0, x1) : max(x1 + 1, x2)]
+        return np.ascontiguousarray(crop)
+
 
 # ----------------------------------------------------------------------------------- loading
 def _ukbench(root: Path) -> RetrievalBenchmark:
@@ -64,13 +108,32 @@ def _ukbench(root: Path) -> RetrievalBenchmark:
     )
 
 
+#: Sequences of different releases that show the same scene (after dropping HPatches' ``v_``/``i_``
+#: prefix): HPatches' ``v_graffiti`` is Oxford's ``graf`` (its SOURCE.txt says so), and EVD's ``graf``
+#: pair is Oxford's ``graf`` images 1 and 6. Without this, retrieving a copy of the scene counted as
+#: an error.
+SCENE_ALIASES: dict[str, str] = {"graffiti": "graf"}
+
+
+def scene_key(name: str) -> str:
+    """The scene a sequence shows, from its name (``"hpatches-sequences/v_graffiti"`` -> ``"graf"``).
+
+    Example:
+        >>> scene_key("hpatches-sequences/v_graffiti"), scene_key("evd/graf"), scene_key("oxford-affine/boat")
+        ('graf', 'graf', 'boat')
+    """
+    base = re.sub(r"^[vi]_", "", str(name).replace("\\", "/").rsplit("/", 1)[-1])
+    return SCENE_ALIASES.get(base, base)
+
+
 def _scenes(root: Path) -> RetrievalBenchmark:
     from lookalike.data.sequences import find_sequences
 
     sequences = find_sequences(root)
-    images, labels = [], []
-    for label, seq in enumerate(sequences):
+    images, labels, scenes = [], [], {}
+    for seq in sequences:
         paths = [Path(p) for p in seq.images]
+        label = scenes.setdefault(scene_key(seq.name), len(scenes))
         images += paths
         labels += [label] * len(paths)
     if not images:

@@ -1,0 +1,136 @@
+"""``vlad``: VLAD against a brute-force numpy loop, the module against its parts, k-means against its
+fixed-point conditions, and the shipped codebook reproduced from its recipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lookalike
+from lookalike._registry import is_shipped
+from lookalike.core.errors import OptionError, ShapeError
+from lookalike.core.weights import read_metadata, read_weights
+from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_photos
+from lookalike.descriptors.image.vlad import (
+    VLAD,
+    fit_codebook,
+    kmeans,
+    local_descriptors,
+    training_photos,
+    vlad_aggregate,
+    write_bundled_codebook,
+)
+
+
+def _vlad_loop(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """VLAD by explicit loops: nearest codeword, residual sums, intra-norm, signed sqrt, L2."""
+    k, d = c.shape
+    sums = np.zeros((k, d))
+    for row in x:
+        dist = [float(((row - c[j]) ** 2).sum()) for j in range(k)]
+        j = dist.index(min(dist))
+        sums[j] += row - c[j]
+    for j in range(k):
+        norm = np.sqrt((sums[j] ** 2).sum())
+        if norm > 0:
+            sums[j] /= norm
+    v = np.sign(sums) * np.sqrt(np.abs(sums))
+    v = v.ravel()
+    norm = np.sqrt((v**2).sum())
+    return v / norm if norm > 0 else v
+
+
+def test_vlad_aggregate_equals_a_numpy_loop():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(5, 8))
+    for m in (1, 3, 40):
+        x = rng.normal(size=(m, 8))
+        got = vlad_aggregate(torch.from_numpy(x), torch.from_numpy(c))
+        np.testing.assert_allclose(got.numpy(), _vlad_loop(x, c), atol=1e-10)
+    empty = vlad_aggregate(torch.zeros(0, 8, dtype=torch.float64), torch.from_numpy(c))
+    assert empty.shape == (40,) and not empty.any()
+    with pytest.raises(ShapeError):
+        vlad_aggregate(torch.zeros(3, 7), torch.from_numpy(c))
+
+
+def test_the_module_is_local_rootsift_then_vlad():
+    model = lookalike.create("descriptor", "vlad:bundled")
+    assert model.dim == 64 * 128 and type(model).differentiable is False
+    photo = bundled_photos(["coffee"])[0].rgb[::2, ::2]  # a held-out photo, 200 x 300
+    x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].float() / 255.0
+    out = model(x)
+    local = local_descriptors([x[0]], max_keypoints=1024, max_size=640)[0]
+    assert 100 < len(local) <= 1024
+    expected = _vlad_loop(local.double().numpy(), model.centers.double().numpy())
+    np.testing.assert_allclose(out[0].double().numpy(), expected, atol=1e-5)
+    # the same photo, slightly rescaled, stays closer than another photo
+    other = bundled_photos(["chelsea"])[0].rgb[::2, ::2]
+    y = torch.from_numpy(np.ascontiguousarray(other)).permute(2, 0, 1)[None].float() / 255.0
+    z = torch.nn.functional.interpolate(x, scale_factor=0.8, mode="area")
+    assert float(out[0] @ model(z)[0]) > float(out[0] @ model(y)[0])
+
+
+def test_kmeans_is_a_deterministic_lloyd_fixed_point():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(m, 0.3, size=(30, 2)) for m in (0.0, 4.0, 8.0)])
+    c1, a1 = kmeans(x, 3, seed=5)
+    c2, a2 = kmeans(x, 3, seed=5)
+    assert np.array_equal(c1, c2) and np.array_equal(a1, a2)
+    for j in range(3):  # fixed point: each centre is the mean of its points, each point nearest
+        np.testing.assert_allclose(c1[j], x[a1 == j].mean(0))
+    brute = np.array([min(range(3), key=lambda j: ((p - c1[j]) ** 2).sum()) for p in x])
+    assert np.array_equal(brute, a1)
+    assert sorted(np.bincount(a1).tolist()) == [30, 30, 30]
+    with pytest.raises(OptionError):
+        kmeans(x[:2], 3)
+
+
+def test_tiny_codebook_is_reproduced_by_its_recipe(tmp_path):
+    recipe = {"clusters": 4, "photos": ["camera", "coins"], "max_keypoints": 64, "max_size": 128}
+    a = write_bundled_codebook(tmp_path / "a.safetensors", **recipe)
+    b = write_bundled_codebook(tmp_path / "b.safetensors", **recipe)
+    ta, tb = read_weights(a)[0], read_weights(b)[0]
+    assert torch.equal(ta["centers"], tb["centers"]) and ta["centers"].shape == (4, 128)
+    meta = read_metadata(a)
+    assert meta["kwargs"] == {"clusters": 4, "max_keypoints": 64, "max_size": 128}
+    assert meta["training"]["photos"] == ["camera", "coins"]
+    model = lookalike.create("descriptor", f"vlad:{a}")
+    assert torch.equal(model.centers, ta["centers"]) and model.dim == 4 * 128
+    photos = [p.rgb for p in bundled_photos(["camera", "coins"])]
+    local = torch.cat(local_descriptors(photos, max_keypoints=64, max_size=128))
+    assert meta["training"]["descriptors"] == len(local)
+    centers, _ = kmeans(local.double().numpy(), 4, seed=0)
+    np.testing.assert_allclose(ta["centers"].double().numpy(), centers, atol=1e-6)
+
+
+def test_the_codebook_never_sees_held_out_photos():
+    assert not set(training_photos()) & set(HELD_OUT_PHOTOS)
+    meta = read_metadata(_shipped())
+    assert meta["training"]["photos"] == training_photos()
+    assert is_shipped("descriptor", "vlad:bundled")
+
+
+def _shipped():
+    from importlib import resources
+
+    return resources.files("lookalike") / "weights" / "vlad_bundled.safetensors"
+
+
+@pytest.mark.slow
+def test_the_shipped_codebook_is_reproduced_from_its_metadata():
+    meta = read_metadata(_shipped())
+    recipe = {
+        k: meta["training"][k]
+        for k in ("clusters", "photos", "max_keypoints", "max_size", "iterations", "seed")
+    }
+    centers, training = fit_codebook(**recipe)
+    assert training["descriptors"] == meta["training"]["descriptors"]
+    torch.testing.assert_close(centers, read_weights(_shipped())[0]["centers"])
+
+
+def test_bad_options_and_codebooks():
+    with pytest.raises(OptionError):
+        VLAD(clusters=0)
+    with pytest.raises(ShapeError):
+        VLAD(clusters=4).set_codebook(torch.zeros(3, 128))
