@@ -65,6 +65,30 @@ VALIDATION_PHOTOS: tuple[str, ...] = HELD_OUT_PHOTOS
 _LABEL_STRIDE = 1_000_000  # label = photo index * stride + keypoint index
 
 
+def split_photos(
+    photos: Sequence[str] | None, val_photos: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(training photos, validation photos)``: ``photos`` (default every bundled photo) without the
+    validation ones.
+
+    Raises:
+        OptionError: a name that is not a bundled photo.
+        EmptyInputError: no training photo left.
+
+    Example:
+        >>> split_photos(["camera", "coffee"], ["coffee"])
+        (('camera',), ('coffee',))
+    """
+    for name in list(val_photos) + list(photos or []):
+        check_option(name, BUNDLED_PHOTOS, "photo name")
+    val = tuple(val_photos)
+    train = tuple(photos) if photos is not None else tuple(BUNDLED_PHOTOS)
+    train = tuple(p for p in train if p not in val)
+    if not train:
+        raise EmptyInputError("photos: no training photo left after removing the validation photos")
+    return train, val
+
+
 @dataclass(frozen=True)
 class ValidationSet:
     """A fixed validation set cut from the held-out photos.
@@ -236,15 +260,7 @@ class BundledPairs(PairSource):
             raise OptionError(f"n_views: expected an integer >= 2, got {n_views!r}")
         check_option(output, ("pairs", "labels"), "output")
         check_option(laf_mode, ("affine", "similarity"), "laf_mode")
-        for name in list(val_photos) + list(photos or []):
-            check_option(name, BUNDLED_PHOTOS, "photo name")
-        self.val_photos = tuple(val_photos)
-        train = tuple(photos) if photos is not None else tuple(BUNDLED_PHOTOS)
-        self.train_photos = tuple(p for p in train if p not in self.val_photos)
-        if not self.train_photos:
-            raise EmptyInputError(
-                "photos: no training photo left after removing the validation photos"
-            )
+        self.train_photos, self.val_photos = split_photos(photos, val_photos)
         self.batch_size = int(batch_size)
         self.patch_size = int(patch_size)
         self.n_views = n_views

@@ -36,7 +36,7 @@ from lookalike._registry import register
 from lookalike.core.check import check_option, check_positive
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.bundled import BUNDLED_PHOTOS, bundled_photos
-from lookalike.data.bundled_pairs import VALIDATION_PHOTOS, PairSource
+from lookalike.data.bundled_pairs import VALIDATION_PHOTOS, PairSource, split_photos
 from lookalike.data.illumination import IlluminationRanges, random_illumination
 from lookalike.data.synth import (
     PhotometricRanges,
@@ -281,15 +281,7 @@ class PipelinePairs(PairSource):
             check_positive(value, name)
         check_positive(illumination_strength, "illumination_strength", strict=False)
         check_option(output, ("pairs", "labels"), "output")
-        for name in list(val_photos) + list(photos or []):
-            check_option(name, BUNDLED_PHOTOS, "photo name")
-        self.val_photos = tuple(val_photos)
-        train = tuple(photos) if photos is not None else tuple(BUNDLED_PHOTOS)
-        self.train_photos = tuple(p for p in train if p not in self.val_photos)
-        if not self.train_photos:
-            raise EmptyInputError(
-                "photos: no training photo left after removing the validation photos"
-            )
+        self.train_photos, self.val_photos = split_photos(photos, val_photos)
         self.batch_size, self.patch_size = int(batch_size), int(patch_size)
         self.extent, self.output, self.seed = float(extent), output, int(seed)
         self.warp = WarpRanges.coerce(warp, "warp")
