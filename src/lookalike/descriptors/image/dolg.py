@@ -28,6 +28,8 @@ from lookalike.layers.gem import GeM
 __all__ = ["DOLGDescriptor", "MultiAtrous", "SpatialAttention", "orthogonal_fusion"]
 
 FUSION_NORMS = ("squared", "norm")
+#: Local branches of :class:`DOLGDescriptor` (the paper's, and two for the building-block ablation).
+LOCAL_BLOCKS = ("multi_atrous", "msffrb", "asff")
 
 
 def orthogonal_fusion(
@@ -93,6 +95,42 @@ class MultiAtrous(nn.Module):
         return self.project(torch.cat(parts, dim=1))
 
 
+class FusionLocal(nn.Module):
+    """An alternative local branch (issue-14 ablation): a multi-scale fusion block on the third stage
+    (``msffrb``: 3x3 paths at the given dilations exchanging features, residual) or ASFF over stages
+    2-4 fused at stage 3's size (``asff``), then 1x1 conv + ReLU to ``out`` channels.
+
+    Args:
+        channels: channels of the levels fed in (one for ``msffrb``, three for ``asff``, finest first).
+        out: output channels.
+        dilations: path dilations of ``msffrb``.
+        kind: ``"msffrb"`` or ``"asff"``.
+    """
+
+    def __init__(
+        self, channels: Sequence[int], out: int, dilations: Sequence[int], kind: str
+    ) -> None:
+        super().__init__()
+        from lookalike.layers.asff import ASFF
+        from lookalike.layers.msffrb import MultiScaleFusionBlock
+
+        if kind == "asff":
+            self.block: nn.Module = ASFF(tuple(channels), level=1)
+            width = int(channels[1])
+        else:
+            width = int(channels[0])
+            self.block = MultiScaleFusionBlock(
+                width,
+                kernel_sizes=(3,) * len(dilations),
+                dilations=tuple(dilations),
+                norm_layer=nn.BatchNorm2d,
+            )
+        self.project = nn.Sequential(nn.Conv2d(width, out, 1), nn.ReLU())
+
+    def forward(self, *levels: torch.Tensor) -> torch.Tensor:
+        return self.project(self.block(*levels))
+
+
 class SpatialAttention(nn.Module):
     """DOLG's self-attention: 1×1 conv + BN; L2-normalised features weighted by a softplus score.
 
@@ -136,6 +174,9 @@ class DOLGDescriptor(ImageDescriptor):
         local_stage, global_stage: timm ``out_indices`` of the local (third, stride 16) and global
             (fourth, stride 32) stages.
         dilations: dilations of the multi-atrous 3×3 branches.
+        local_block: the local branch: ``multi_atrous`` (the paper's), or for the building-block
+            ablation ``msffrb`` (multi-scale fusion residual block, paths at ``dilations``) or
+            ``asff`` (ASFF of stages ``local_stage - 1 .. global_stage`` at the local stage's size).
         local_dim: channels of the local and global features ``C`` (1024 in the paper).
         atrous_hidden: channels of each atrous branch.
         fusion_norm: ``"squared"`` (the paper's projection ``/|f_g|²``) or ``"norm"`` (the winners'
@@ -166,6 +207,7 @@ class DOLGDescriptor(ImageDescriptor):
         local_stage: int = 3,
         global_stage: int = 4,
         dilations: Sequence[int] = (3, 6, 9),
+        local_block: str = "multi_atrous",
         local_dim: int = 1024,
         atrous_hidden: int = 512,
         fusion_norm: str = "squared",
@@ -178,6 +220,7 @@ class DOLGDescriptor(ImageDescriptor):
     ) -> None:
         super().__init__()
         check_option(fusion_norm, FUSION_NORMS, "fusion_norm")
+        check_option(local_block, LOCAL_BLOCKS, "local_block")
         for name, value in (
             ("local_dim", local_dim),
             ("atrous_hidden", atrous_hidden),
@@ -198,15 +241,24 @@ class DOLGDescriptor(ImageDescriptor):
                 f"local_stage, global_stage: expected integers with local < global, got "
                 f"{local_stage!r}, {global_stage!r}"
             )
+        if local_block == "asff" and local_stage < 2:
+            raise OptionError(f"local_block 'asff' needs local_stage >= 2, got {local_stage}")
         self._setup_input(size_range)
+        finer = (local_stage - 1,) if local_block == "asff" else ()
         self.backbone = create_backbone(
             backbone,
-            out_indices=(local_stage, global_stage),
+            out_indices=(*finer, local_stage, global_stage),
             pretrained=pretrained,
             backbone_weights=backbone_weights,
         )
-        c3, c4 = (int(c) for c in self.backbone.feature_info.channels())
-        self.local_branch = MultiAtrous(c3, atrous_hidden, local_dim, dilations)
+        channels = [int(c) for c in self.backbone.feature_info.channels()]
+        c3, c4 = channels[-2], channels[-1]
+        if local_block == "multi_atrous":
+            self.local_branch: nn.Module = MultiAtrous(c3, atrous_hidden, local_dim, dilations)
+        else:
+            inputs = channels if local_block == "asff" else [c3]
+            self.local_branch = FusionLocal(inputs, local_dim, dilations, local_block)
+        self.local_block = local_block
         self.attention = SpatialAttention(local_dim)
         self.global_conv = nn.Sequential(
             nn.Conv2d(c4, local_dim, 1, bias=False), nn.BatchNorm2d(local_dim), nn.SiLU()
@@ -221,8 +273,9 @@ class DOLGDescriptor(ImageDescriptor):
         self.to(memory_format=torch.channels_last)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        stage3, stage4 = self.backbone(x)
-        local = self.attention(self.local_branch(stage3))
+        *levels, stage4 = self.backbone(x)
+        local_in = (*levels, stage4) if self.local_block == "asff" else (levels[-1],)
+        local = self.attention(self.local_branch(*local_in))
         global_ = self.global_fc(self.global_pool(self.global_conv(stage4)))
         fused = orthogonal_fusion(local, global_.to(local.dtype), norm=self.fusion_norm)
         return self.neck(fused.mean(dim=(2, 3)))
