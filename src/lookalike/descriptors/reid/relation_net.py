@@ -26,7 +26,6 @@ import os
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lookalike._registry import register
@@ -87,6 +86,23 @@ def global_contrastive_pool(parts: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 def _reduce(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out), nn.ReLU())
+
+
+def strip_max(fmap: torch.Tensor, parts: int) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, parts)``: the maximum over each of ``parts`` horizontal strips, with
+    ``adaptive_max_pool2d``'s bins (rows ``floor(iH/n)`` to ``ceil((i+1)H/n)``), written with slices so
+    the ONNX export (dynamic batch) works: ``H`` is fixed by the network's input size.
+
+    Example:
+        >>> import torch
+        >>> from torch.nn.functional import adaptive_max_pool2d
+        >>> x = torch.rand(2, 3, 7, 4)
+        >>> torch.equal(strip_max(x, 3), adaptive_max_pool2d(x, (3, 1)).squeeze(-1))
+        True
+    """
+    h = int(fmap.shape[2])
+    strips = [fmap[:, :, (i * h) // parts : -(-(i + 1) * h // parts)] for i in range(parts)]
+    return torch.stack([s.amax(dim=(2, 3)) for s in strips], dim=-1)
 
 
 @register("descriptor", "relation_net")
@@ -169,8 +185,7 @@ class RelationNet(ReidNetwork):
 
     def part_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised ``(B, 3, *input_size)`` crops to ``(B, C, parts)`` max-pooled strip features."""
-        fmap = self.trunk_net(x)
-        return F.adaptive_max_pool2d(fmap, (self.parts, 1)).squeeze(-1)
+        return strip_max(self.trunk_net(x), self.parts)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         parts = self.part_features(x)
