@@ -38,7 +38,8 @@ def test_registry_has_network_descriptors():
 
 @pytest.mark.parametrize("name", _params())
 def test_onnx_runtime_and_torchscript_reproduce_pytorch(name, tmp_path):
-    torch.manual_seed(0)  # a fixed random init: float rounding differences then reproduce run to run
+    # a fixed random init: the float rounding differences then reproduce from run to run
+    torch.manual_seed(0)
     model = lookalike.create("descriptor", name).eval()
     onnx_file = export_descriptor(model, tmp_path / f"{name}.onnx", name=name)
     ts_file = export_descriptor(model, tmp_path / f"{name}.pt", format="torchscript")
