@@ -22,10 +22,16 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, 
 
 
 def rate(fn: Callable, x: torch.Tensor, min_time: float) -> float:
-    """Samples per second of ``fn(x)``, called at least twice and for at least ``min_time`` seconds."""
+    """Samples per second of ``fn(x)``, called at least twice and for at least ``min_time`` seconds.
+
+    On CUDA the device is synchronised before the clock starts and after every call.
+    """
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    sync()
     calls, start = 0, time.perf_counter()
     while True:
         fn(x)
+        sync()
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= min_time and calls >= 2:

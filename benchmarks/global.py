@@ -12,6 +12,7 @@ Usage::
 
     python benchmarks/global.py                                  # resnet50, 224 px, batch 16, 2 threads
     python benchmarks/global.py --backbone efficientnet_b0 --size 320 --batch 8 --bf16 --compile
+    python benchmarks/global.py --device cuda --batch 128 --bf16 --compile      # a GPU
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable], dict[str, floa
     import timm
 
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
     anchor = timm.create_model(args.backbone, pretrained=False, num_classes=0).eval()
     for mod in anchor.modules():  # non-trivial BatchNorm statistics, so that folding matters
         if isinstance(mod, torch.nn.BatchNorm2d):
@@ -39,6 +41,7 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable], dict[str, floa
     ours = lookalike.create("descriptor", "gem", backbone=args.backbone, pooling="spoc").eval()
     missing = ours.backbone.load_state_dict(anchor.state_dict(), strict=False).missing_keys
     assert not missing, missing
+    anchor, ours = anchor.to(device), ours.to(device)
     mean, std = ours.mean, ours.std
 
     def timm_fn(x: torch.Tensor) -> torch.Tensor:
@@ -66,6 +69,7 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable], dict[str, floa
                 ours.fuse_for_inference(bf16=True, compile=True)
             )
     x = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
+    x = x.to(device)
     reference = timm_fn(x)
     cosine = {
         name: float((fn(x).float() * reference).sum(dim=1).min()) for name, fn in cands.items()
@@ -84,10 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true", help="add bfloat16 candidates")
     parser.add_argument("--compile", action="store_true", help="add torch.compile candidates")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (timed with synchronisation)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cands, cosine = build(args)
-    x = torch.rand(args.batch, 3, args.size, args.size)
+    x = torch.rand(args.batch, 3, args.size, args.size, device=args.device)
     for fn in cands.values():  # first calls (compilation) and warm-up, untimed
         fn(x), fn(x)
     names = list(cands)
@@ -99,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
             rates[n].append(measured[n])
             ratios[n].append(measured[n] / measured[names[0]])
     print(
-        f"{args.backbone} at {args.size}x{args.size}, batch {args.batch}, {args.threads} threads, "
+        f"{args.backbone} at {args.size}x{args.size}, batch {args.batch}, {args.device}, "
+        f"{args.threads} threads, "
         f"{args.rounds} interleaved rounds (shared machine: read the ratios)"
     )
     print(

@@ -140,7 +140,9 @@ def opencv_pipeline(img0: np.ndarray, img1: np.ndarray, budget: int) -> object:
     return cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, 3.0)
 
 
-def bench_pair(budget: int, rounds: int, console: Console, compile: bool = False) -> None:
+def bench_pair(
+    budget: int, rounds: int, console: Console, compile: bool = False, device: str = "cpu"
+) -> None:
     import lookalike
     from lookalike.data import stereo_pair
     from lookalike.data.images import to_gray
@@ -155,19 +157,23 @@ def bench_pair(budget: int, rounds: int, console: Console, compile: bool = False
     new_label = old_label = None
     if "hardnet" in lookalike.list_registered("descriptor"):
         label = hardnet + ("" if ":" in hardnet else " (random weights)")
-        fused = ImageMatcher(hardnet, max_keypoints=budget)
-        new_label = f"ours, {label}, fused {fused.describer.network.dtype}, one batch"
+        on = {"device": device}
+        fused = ImageMatcher(hardnet, max_keypoints=budget, descriptor_options=on)
+        new_label = f"ours, {label}, fused {fused.describer.network.dtype}, one batch, {device}"
         candidates[new_label] = lambda: fused(g0, g1)
         if compile:
             compiled = ImageMatcher(
-                hardnet, max_keypoints=budget, descriptor_options={"compile": True}
+                hardnet, max_keypoints=budget, descriptor_options={"compile": True, **on}
             )
             candidates[f"ours, {label}, fused + compiled"] = lambda: compiled(g0, g1)
         # the path before the fused network: unfused float32, image by image
         old = ImageMatcher(
-            hardnet, max_keypoints=budget, batch_pair=False, descriptor_options={"fuse": False}
+            hardnet,
+            max_keypoints=budget,
+            batch_pair=False,
+            descriptor_options={"fuse": False, **on},
         )
-        old_label = f"ours, {label}, old path (unfused, per image)"
+        old_label = f"ours, {label}, old path (unfused, per image), {device}"
         candidates[old_label] = lambda: old(g0, g1)
     candidates["OpenCV SIFT pipeline"] = lambda: opencv_pipeline(g0, g1, budget)
     times = interleaved(candidates, rounds)
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["a", "b", "c"], nargs="+", default=["a", "b", "c"])
     parser.add_argument("--compile", action="store_true", help="(c): also the compiled network")
+    parser.add_argument("--device", default="cpu", help="(c): device of the network (cpu, cuda)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import cv2
@@ -218,7 +225,9 @@ def main(argv: list[str] | None = None) -> None:
         if "b" in args.only:
             bench_patches(args.keypoints, args.rounds, console)
         if "c" in args.only:
-            bench_pair(args.keypoints[0], args.rounds, console, compile=args.compile)
+            bench_pair(
+                args.keypoints[0], args.rounds, console, compile=args.compile, device=args.device
+            )
 
 
 if __name__ == "__main__":
