@@ -256,3 +256,39 @@ def test_core_weights_knows_nothing_of_the_registry():
     for name in ("build_with_weights", "resolve_weights", "record_registry"):
         assert not hasattr(weights, name)
         assert callable(getattr(_registry, name))
+
+
+# ------------------------------------------------------------------ float16 storage
+def test_store_float16_halves_float32_tensors_and_loads_back_into_float32(tmp_path):
+    from lookalike.core.weights import read_metadata, read_weights, store_float16
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32))
+    path = save_weights(net, tmp_path / "w.safetensors", kind="k", name="n", training={"a": 1})
+    before = path.stat().st_size
+    out = store_float16(path, tmp_path / "half.safetensors")
+    state, meta = read_weights(out)
+    assert state["0.weight"].dtype == torch.float16
+    assert state["1.num_batches_tracked"].dtype == torch.int64  # integers are kept
+    assert meta["storage"] == "float16" and meta["training"] == {"a": 1} and meta["kind"] == "k"
+    assert out.stat().st_size < 0.6 * before
+    again = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32))
+    load_weights(again, out)
+    assert again[0].weight.dtype == torch.float32
+    # each value is exactly the float16 rounding of the original
+    assert torch.equal(again[0].weight, net[0].weight.half().float())
+    assert not torch.equal(again[0].weight, net[0].weight)
+    assert read_metadata(path).get("storage") is None  # the source file is untouched
+
+
+def test_store_float16_refuses_values_beyond_its_range(tmp_path):
+    from lookalike.core.weights import WeightsError, store_float16
+
+    net = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        net.weight[0, 0] = 1e6
+    path = save_weights(net, tmp_path / "w.safetensors", kind="k", name="n")
+    with pytest.raises(WeightsError, match="float16"):
+        store_float16(path)
+    with pytest.raises(WeightsError, match="not found"):
+        store_float16(tmp_path / "missing.safetensors")

@@ -44,7 +44,7 @@ def test_rga_market_recipe_holds_the_paper_settings():
 
 
 @pytest.mark.slow
-def test_rga_market_recipe_two_steps_on_the_market_fixture(tmp_path):
+def test_rga_market_recipe_two_steps_on_the_market_fixture(tmp_path, device):
     write_market_style(tmp_path / "Market-1501-v15.09.15")
     recipe = load_config(
         TrainRecipe,
@@ -57,7 +57,7 @@ def test_rga_market_recipe_two_steps_on_the_market_fixture(tmp_path):
             "steps=2",
             "batch_size=8",
             "optim.warmup_steps=0",
-            "device=cpu",
+            f"device={device.type}",
             f"out_dir={tmp_path / 'runs'}",
         ],
     )

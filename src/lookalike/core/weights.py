@@ -52,6 +52,7 @@ __all__ = [
     "read_weights",
     "save_weights",
     "sha256_file",
+    "store_float16",
     "verify_sha256",
 ]
 
@@ -245,6 +246,62 @@ def save_weights(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def store_float16(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
+    """Rewrite a safetensors weights file with its float32 tensors stored as float16 (half the size).
+
+    Loading casts them back to the model's dtype (``load_state_dict`` copies across dtypes), so a
+    float32 model built from the file runs in float32 with weights rounded to float16 (about 3
+    significant digits; check the descriptor's cosine to the float32 rows before shipping such a
+    file). Other tensors (integers, float64, bfloat16) and the metadata are kept; the metadata gains
+    ``storage: float16``. Written atomically to ``out`` (default: over ``path``).
+
+    Raises:
+        WeightsError: missing or invalid file, or a float32 value outside float16's range.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> net = torch.nn.Linear(4, 2)
+        >>> path = save_weights(net, Path(tempfile.mkdtemp()) / "w.safetensors", kind="k", name="n")
+        >>> state, meta = read_weights(store_float16(path))
+        >>> state["weight"].dtype, meta["storage"]
+        (torch.float16, 'float16')
+    """
+    import torch
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            state = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    limit = float(torch.finfo(torch.float16).max)
+    for key, value in state.items():
+        if value.dtype == torch.float32:
+            if value.numel() and float(value.abs().max()) > limit:
+                raise WeightsError(
+                    f"{path}: tensor {key!r} has values beyond float16's range (max |x| {limit:g})"
+                )
+            state[key] = value.half()
+    meta["storage"] = "float16"
+    target = Path(out) if out is not None else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file(state, tmp_name, metadata=meta)
+        _publish(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

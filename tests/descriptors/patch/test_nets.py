@@ -245,7 +245,10 @@ def test_devices_and_dtypes(name, device, dtype):
         out = net(x.to(device=device, dtype=dtype))
     assert out.dtype == dtype and out.device.type == device.type
     assert_close(out.norm(dim=1).cpu(), torch.ones(4, dtype=dtype))
-    assert_close(out.cpu().float(), ref, atol=1e-5, rtol=1e-4)
+    # cuDNN runs float32 convolutions in TF32 by default (Ampere and later): rows differ by ~4e-5
+    # there (measured on an H200); CPU float32 and float64 must agree to 1e-5.
+    tf32 = device.type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    assert_close(out.cpu().float(), ref, atol=3e-4 if tf32 else 1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

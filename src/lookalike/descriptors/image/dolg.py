@@ -158,7 +158,7 @@ class SpatialAttention(nn.Module):
 DOLG_WEIGHTS = {
     "bundled": WeightSpec(
         file="dolg_bundled.safetensors",
-        sha256="29fb0a7814432d0b0648b49428e33fd8d95bd5722167a8dabe6a5a5b99509ff8",
+        sha256="343be05055e4333e140d145d09e84f28bf31cc485701db4608debb49e17349d0",
         description="DOLG (ResNet-18) trained on regions of scikit-image's bundled photos (CPU recipe)",
     ),
 }

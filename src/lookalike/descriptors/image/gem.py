@@ -65,7 +65,7 @@ def power_mean(values: Sequence[torch.Tensor], power: float) -> torch.Tensor:
 GEM_WEIGHTS = {
     "bundled": WeightSpec(
         file="gem_bundled.safetensors",
-        sha256="4fa203a318a1aaf8fd7a6b42f0e34f0e2816bf29f15b90a135c2eba7e614980a",
+        sha256="a0b2a7a8cd0d7e6b7f0b3d511b94cdfa1f92d8e8332ff2c0525bc7c63b9dbd30",
         description="GeM (ResNet-18) trained on regions of scikit-image's bundled photos (CPU recipe)",
     ),
 }
