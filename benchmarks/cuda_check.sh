@@ -36,12 +36,12 @@ EOF
 train() {  # train NAME CONFIG [OVERRIDES...]: one recipe on $DEVICE, weights copied to $OUT/NAME.safetensors
     local name=$1 config=$2
     shift 2
-    local steps=()
+    local steps=()  # STEPS (a dry run) overrides every recipe's steps
     [[ -n "${STEPS:-}" ]] && steps=("steps=$STEPS")
     (
         start=$(date +%s)
         timeout "$TRAIN_TIMEOUT" "$PY" -m lookalike.cli.main train --config "$config" --quiet \
-            "device=$DEVICE" threads=4 "out_dir=$RUNS/$name" "name=$name" "${steps[@]}" "$@" \
+            "device=$DEVICE" threads=4 "out_dir=$RUNS/$name" "name=$name" "$@" "${steps[@]}" \
             >"$RUNS/$name.log" 2>&1
         code=$?
         weights=$(find "$RUNS/$name" -name weights.safetensors | head -1)
