@@ -1,5 +1,6 @@
 """``vlad``: VLAD against a brute-force numpy loop, the module against its parts, k-means against its
-fixed-point conditions, and the shipped codebook reproduced from its recipe."""
+fixed-point conditions, the shipped codebook reproduced from its recipe, the numbers of ``vlad:bundled``
+on a fixed photo (recorded before the front end moved to the matching layer) and the layering."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from lookalike._registry import is_shipped
 from lookalike.core.errors import OptionError, ShapeError
 from lookalike.core.weights import read_metadata, read_weights
 from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_photos
-from lookalike.descriptors.image.vlad import (
-    VLAD,
+from lookalike.descriptors.image.vlad import VLAD, kmeans, vlad_aggregate
+from lookalike.matching.vlad import (
     fit_codebook,
-    kmeans,
     local_descriptors,
+    rootsift_front_end,
     training_photos,
-    vlad_aggregate,
     write_bundled_codebook,
 )
 
@@ -134,3 +134,64 @@ def test_bad_options_and_codebooks():
         VLAD(clusters=0)
     with pytest.raises(ShapeError):
         VLAD(clusters=4).set_codebook(torch.zeros(3, 128))
+
+
+def _coffee() -> torch.Tensor:
+    photo = bundled_photos(["coffee"])[0].rgb[::2, ::2]  # a held-out photo, 200 x 300
+    return torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def test_bundled_rows_are_those_recorded_before_the_front_end_moved():
+    """Recorded with ``vlad:bundled`` when VLAD still imported the matching layer itself."""
+    out = lookalike.create("descriptor", "vlad:bundled")(_coffee())[0].double()
+    blocks = out.view(64, 128).norm(dim=1)
+    assert int((blocks > 0).sum()) == 39
+    expected_blocks = [0.162334, 0.0, 0.165171, 0.159692, 0.0, 0.159672, 0.0, 0.0, 0.148715, 0.0]
+    np.testing.assert_allclose(blocks[:10].numpy(), expected_blocks, atol=2e-6)
+    expected_first = [-0.002436, 0.002534, -0.003296, -0.01327, 0.011712, 0.013298, -0.014518]
+    np.testing.assert_allclose(out[:7].numpy(), expected_first, atol=2e-6)
+    assert abs(float(out.abs().sum()) - 64.662076) < 1e-4
+    assert abs(float(out.sum()) - 0.015504) < 1e-4
+
+
+def test_the_front_end_is_supplied_from_above():
+    calls = []
+
+    def front_end(max_keypoints, max_size):
+        calls.append((max_keypoints, max_size))
+        return lambda image: torch.eye(128)[:3] * image.mean()  # three fixed local rows
+
+    model = VLAD(clusters=2, max_keypoints=7, max_size=99, front_end=front_end)
+    centers = torch.nn.functional.normalize(
+        torch.rand(2, 128, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    model.set_codebook(centers)
+    x = torch.rand(2, 3, 64, 64)
+    out = model(x)
+    assert calls == [(7, 99)]  # built once, with the module's settings
+    for i in range(2):
+        local = (torch.eye(128)[:3] * x[i].mean()).double().numpy()
+        np.testing.assert_allclose(
+            out[i].double().numpy(), _vlad_loop(local, centers.double().numpy()), atol=1e-6
+        )
+    with pytest.raises(OptionError, match="front_end"):
+        VLAD(clusters=2)(x)  # a codebook holder without a front end refuses to run
+    with pytest.raises(OptionError, match="front_end"):
+        VLAD(front_end="rootsift")
+    # the registered factory passes the RootSIFT front end; the module's type is VLAD
+    model = lookalike.create("descriptor", "vlad", clusters=4)
+    assert type(model) is VLAD and model.front_end is rootsift_front_end
+
+
+def test_descriptors_do_not_import_the_matching_layer():
+    """Dependencies point downward: descriptors/image/vlad.py imports nothing from matching/ (lazily
+    neither)."""
+    import ast
+    import inspect
+
+    import lookalike.descriptors.image.vlad as module
+
+    tree = ast.parse(inspect.getsource(module))
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("lookalike.matching")], imported

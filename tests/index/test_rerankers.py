@@ -170,3 +170,17 @@ def test_rerankers_reject_a_non_shortlist():
     for name in ("aqe", "dba", "k_reciprocal"):
         with pytest.raises(OptionError):
             lookalike.create("reranker", name)(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("name", ["aqe", "dba"])
+def test_expansions_share_the_k_alpha_options(name):
+    """αQE and DBA take their options through one base: the same defaults, types and bounds."""
+    from lookalike.index.rerankers import _Expansion
+
+    step = lookalike.create("reranker", name)
+    assert isinstance(step, _Expansion) and (step.k, step.alpha, step.needs) == (2, 3.0, ())
+    step = lookalike.create("reranker", name, k=5, alpha=0)
+    assert step.k == 5 and step.alpha == 0.0 and type(step.alpha) is float
+    for bad in ({"k": 0}, {"k": 2.0}, {"k": True}, {"alpha": -0.5}):
+        with pytest.raises(OptionError, match="expected"):
+            lookalike.create("reranker", name, **bad)

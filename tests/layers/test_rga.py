@@ -147,3 +147,39 @@ def test_rga_s_gate_learns_to_suppress_a_distractor_region():
     inside = gate[mask.bool()].mean()
     outside = gate[~mask.bool()].mean()
     assert inside < 0.2 and outside > 0.8, (float(inside), float(outside))
+
+
+def test_rga_halves_share_one_base_with_nodes_on_the_right_axis():
+    """RGA-S: H·W position nodes with C-d features; RGA-C: C channel nodes with H·W-d features."""
+    from lookalike.layers._common import GatedAttention
+
+    kw = {"feat_size": (4, 2), "reduction": 2, "gate_reduction": 2}
+    s, c = RGASpatial(16, **kw), RGAChannel(16, **kw)
+    assert isinstance(s, GatedAttention) and isinstance(c, GatedAttention)
+    # relation embedding input: 2 * nodes; node embedding input: the node feature size
+    assert s.relation.relation[0].in_channels == 2 * 8 and s.relation.node[0].in_channels == 16
+    assert c.relation.relation[0].in_channels == 2 * 16 and c.relation.node[0].in_channels == 8
+    x = torch.rand(2, 16, 4, 2)
+    for m in (_randomize(s), _randomize(c)):
+        assert_close(m(x), x * m.attention(x))
+        with pytest.raises(ShapeError):
+            m(torch.rand(2, 16, 2, 4))
+
+
+def test_gated_attention_base_multiplies_by_the_gate():
+    from lookalike.layers._common import GatedAttention
+    from lookalike.layers.cbam import ChannelAttention, SpatialAttention
+
+    class Ramp(GatedAttention):
+        def attention(self, x):
+            return torch.arange(x.shape[1], dtype=x.dtype).view(1, -1, 1, 1)
+
+    x = torch.ones(1, 3, 2, 2)
+    assert Ramp()(x)[0, :, 0, 0].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(NotImplementedError):
+        GatedAttention()(x)
+    y = torch.rand(2, 8, 5, 5)
+    for m in (ChannelAttention(8, rd_channels=2), SpatialAttention(kernel_size=3)):
+        m = _randomize(m)
+        assert isinstance(m, GatedAttention)
+        assert_close(m(y), y * m.attention(y))

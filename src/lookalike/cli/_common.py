@@ -10,26 +10,39 @@ Convention (one for every command):
     - Paths are checked before any work, so a bad path fails in a second and leaves nothing behind.
     - Inference commands refuse a learned network without weights (:func:`require_trained`):
       random weights print plausible numbers that mean nothing. ``--allow-random`` overrides.
+    - Commands that write a run folder take ``--out`` and ``--runs`` (:func:`add_output_arguments`),
+      check them with :func:`check_run_output` and resolve them with :func:`result_dir`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from lookalike.core.errors import LookalikeError
 
 __all__ = [
+    "DATA_DEFAULT_HELP",
     "OutputPathError",
     "UntrainedModelError",
     "add_allow_random",
+    "add_data_argument",
+    "add_output_arguments",
     "check_output_dir",
     "check_output_file",
+    "check_run_output",
+    "check_trained",
     "default_run_dir",
     "require_trained",
+    "result_dir",
+    "split_list",
 ]
+
+#: Where ``--data`` defaults to, as every command's help says it.
+DATA_DEFAULT_HELP = "default: LOOKALIKE_DATA, else ~/.cache/lookalike/data"
 
 
 class OutputPathError(LookalikeError):
@@ -142,3 +155,68 @@ def add_allow_random(parser) -> None:
         action="store_true",
         help="allow learned networks without weights (random initialisation; for experiments only)",
     )
+
+
+def check_trained(specs: Iterable[str], *, allow_random: bool) -> None:
+    """:func:`require_trained` for every registered descriptor among ``specs`` (anchors such as
+    ``opencv-sift`` are not registry names and pass).
+
+    Raises:
+        UntrainedModelError: a learned network named without weights (and no ``allow_random``).
+    """
+    import lookalike
+    from lookalike._registry import split_spec
+
+    registered = set(lookalike.list_registered("descriptor"))
+    for spec in specs:
+        if isinstance(spec, str) and split_spec(spec)[0] in registered:
+            require_trained(spec, allow_random=allow_random)
+
+
+def split_list(text: str | None) -> list[str]:
+    """The comma-separated items of an option, stripped, empty ones dropped (``None``: none).
+
+    Example:
+        >>> split_list(" sift, hardnet:bundled,,"), split_list(None)
+        (['sift', 'hardnet:bundled'], [])
+    """
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def add_data_argument(parser, what: str = "data folder") -> None:
+    """Add ``--data`` (default ``None``: the data root) to a command's parser; ``what`` starts its help."""
+    parser.add_argument("--data", default=None, help=f"{what} ({DATA_DEFAULT_HELP})")
+
+
+def add_output_arguments(parser, command: str) -> None:
+    """Add ``--out`` (default ``None``: a new run folder) and ``--runs`` (the parent of run folders,
+    default ``runs``) to the parser of ``command`` (e.g. ``"evaluate-matching"``)."""
+    parser.add_argument(
+        "--out", default=None, help=f"output folder (default: runs/<timestamp>-{command})"
+    )
+    parser.add_argument("--runs", default="runs", help="parent of run folders (default: runs)")
+
+
+def check_run_output(
+    out: str | os.PathLike[str] | None, runs: str | os.PathLike[str]
+) -> Path | None:
+    """``out`` checked by :func:`check_output_dir`; ``None`` when results go to a new run folder
+    below ``runs`` (then ``runs`` is checked, as ``--runs``). Creates nothing.
+
+    Raises:
+        OutputPathError: as :func:`check_output_dir`.
+    """
+    if out is not None:
+        return check_output_dir(out)
+    check_output_dir(runs, what="--runs")
+    return None
+
+
+def result_dir(
+    out: Path | None, runs: str | os.PathLike[str], command: str, config: Mapping[str, Any]
+) -> Path:
+    """``out``, or a new ``<runs>/<timestamp>-<command>/`` holding ``config.yaml`` and the versions
+    (:func:`lookalike.core.runs.start_run`)."""
+    from lookalike.core.runs import start_run
+
+    return out if out is not None else start_run(runs, command, config).path

@@ -21,45 +21,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lookalike.cli._common import (
+    add_allow_random,
+    add_data_argument,
+    add_output_arguments,
+    check_run_output,
+    check_trained,
+    result_dir,
+)
+from lookalike.cli._common import split_list as _split
+
+__all__ = ["DEFAULT_MATCHING_DESCRIPTORS", "add_commands", "check_trained"]
+
 #: Descriptors of ``evaluate matching`` unless ``--descriptors`` is given (ours, then the anchors).
 DEFAULT_MATCHING_DESCRIPTORS = ("sift", "rootsift", "kornia-sift", "opencv-sift", "opencv-rootsift")
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def check_trained(specs: list[str], *, allow_random: bool) -> None:
-    """Refuse learned networks without weights among ``specs`` (baselines are not registry names).
-
-    Raises:
-        UntrainedModelError: a learned network named without weights (and no ``--allow-random``).
-    """
-    import lookalike
-    from lookalike._registry import split_spec
-    from lookalike.cli._common import require_trained
-
-    registered = set(lookalike.list_registered("descriptor"))
-    for spec in specs:
-        if isinstance(spec, str) and split_spec(spec)[0] in registered:
-            require_trained(spec, allow_random=allow_random)
-
-
 def _check_out(args: argparse.Namespace) -> Path | None:
     """``--out`` checked (nothing created yet); None when results go to a new run folder."""
-    from lookalike.cli._common import check_output_dir
-
-    if args.out is not None:
-        return check_output_dir(args.out)
-    check_output_dir(args.runs, what="--runs")
-    return None
+    return check_run_output(args.out, args.runs)
 
 
 def _result_dir(args: argparse.Namespace, out: Path | None, command: str, config: dict) -> Path:
     """``--out``, or a new ``<runs>/<timestamp>-<command>/`` holding ``config.yaml`` and the versions."""
-    from lookalike.core.runs import start_run
-
-    return out if out is not None else start_run(args.runs, command, config).path
+    return result_dir(out, args.runs, command, config)
 
 
 def _matching_descriptors(args: argparse.Namespace) -> list[str]:
@@ -118,7 +103,6 @@ def _run_matching(args: argparse.Namespace) -> int:
 
 
 def _add_matching(sub: argparse._SubParsersAction) -> None:
-    from lookalike.cli._common import add_allow_random
     from lookalike.cli.match import DETECTORS, MATCHERS
 
     parser = sub.add_parser(
@@ -131,18 +115,14 @@ def _add_matching(sub: argparse._SubParsersAction) -> None:
             "data set and overall. Evaluation only: do not tune on these numbers."
         ),
     )
-    parser.add_argument(
-        "--data",
-        help="folder holding the sequences (default: LOOKALIKE_DATA, else ~/.cache/lookalike/data)",
-    )
+    add_data_argument(parser, "folder holding the sequences")
     parser.add_argument(
         "--descriptors",
         help="comma-separated descriptors: registered names (sift, hardnet:bundled...), "
         "opencv-{sift,rootsift,vgg,boostdesc,teblid,orb}, kornia-{sift,rootsift} "
         f"(default: {','.join(DEFAULT_MATCHING_DESCRIPTORS)} and the best shipped one)",
     )
-    parser.add_argument("--out", help="output folder (default: runs/<timestamp>-evaluate-matching)")
-    parser.add_argument("--runs", default="runs", help="parent of run folders (default: runs)")
+    add_output_arguments(parser, "evaluate-matching")
     parser.add_argument("--sequences", help="keep sequences whose name contains one of these")
     parser.add_argument("--max-keypoints", type=int, default=2048, help="keypoints per image")
     parser.add_argument("--detector", default="dog", choices=DETECTORS, help="detector")
@@ -190,8 +170,6 @@ def _run_patches(args: argparse.Namespace) -> int:
 
 
 def _add_patches(sub: argparse._SubParsersAction) -> None:
-    from lookalike.cli._common import add_allow_random
-
     parser = sub.add_parser(
         "patches",
         help="HPatches-style patch tasks cut from real homography sequences",
@@ -201,11 +179,7 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
             "descriptor, all on the same patches."
         ),
     )
-    parser.add_argument(
-        "--data",
-        default=None,
-        help="folder of sequences (default: LOOKALIKE_DATA, else ~/.cache/lookalike/data)",
-    )
+    add_data_argument(parser, "folder of sequences")
     parser.add_argument(
         "--descriptors",
         default=None,
@@ -220,10 +194,7 @@ def _add_patches(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=int, default=1000, help="keypoints per reference image")
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter and the task pairs")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
-    parser.add_argument(
-        "--out", default=None, help="output folder (default: runs/<timestamp>-evaluate-patches)"
-    )
-    parser.add_argument("--runs", default="runs", help="parent of run folders (default: runs)")
+    add_output_arguments(parser, "evaluate-patches")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_allow_random(parser)
     parser.set_defaults(func=_run_patches)

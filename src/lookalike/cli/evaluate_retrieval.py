@@ -26,10 +26,6 @@ COLUMNS = {
 }
 
 
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
 def _cells(report: Any) -> tuple[list[str], list[list[str]]]:
     columns = COLUMNS[report.benchmark.kind]
     header = ["descriptor", "re-ranking", *columns, "describe s", "re-rank s"]
@@ -173,8 +169,8 @@ def _check_rerank(chains: list[list[str]], options: dict[str, dict[str, Any]]) -
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from lookalike.cli._common import check_output_dir
-    from lookalike.cli.evaluate import _result_dir, check_trained
+    from lookalike.cli._common import check_run_output, check_trained, result_dir
+    from lookalike.cli._common import split_list as _split
     from lookalike.eval.protocols.retrieval import run_retrieval
     from lookalike.eval.report.terminal import print_table
 
@@ -186,9 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     rerank = [chain for chain in (_split(r) for r in args.rerank or []) if chain != ["none"]]
     options = rerank_options(args.rerank_option)
     _check_rerank(rerank, options)
-    out = check_output_dir(args.out) if args.out is not None else None
-    if out is None:
-        check_output_dir(args.runs, what="--runs")
+    out = check_run_output(args.out, args.runs)
     report = run_retrieval(
         args.benchmark,
         args.data,
@@ -203,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         device=args.device,
     )
-    paths = write_retrieval(report, _result_dir(args, out, "evaluate-retrieval", report.config))
+    paths = write_retrieval(report, result_dir(out, args.runs, "evaluate-retrieval", report.config))
     print_table(console, _rich(report), retrieval_markdown(report))
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -211,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
     """Contribute ``lookalike evaluate retrieval``."""
-    from lookalike.cli._common import add_allow_random
+    from lookalike.cli._common import add_allow_random, add_data_argument, add_output_arguments
     from lookalike.eval.protocols.retrieval import BENCHMARKS
 
     parser = protocols.add_parser(
@@ -224,9 +218,7 @@ def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
             "ResNet-50 + GeM, RootSIFT-VLAD). Evaluation only: never tune on it."
         ),
     )
-    parser.add_argument(
-        "--data", help="data folder (default: LOOKALIKE_DATA, else ~/.cache/lookalike/data)"
-    )
+    add_data_argument(parser, "data folder")
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS, help="which benchmark")
     parser.add_argument(
         "--descriptors",
@@ -255,9 +247,6 @@ def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-size", type=int, default=512, help="longer image side (default 512)")
     parser.add_argument("--no-baselines", action="store_true", help="leave out the baseline rows")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument(
-        "--out", help="output folder (default: runs/<timestamp>-evaluate-retrieval)"
-    )
-    parser.add_argument("--runs", default="runs", help="parent of run folders (default: runs)")
+    add_output_arguments(parser, "evaluate-retrieval")
     add_allow_random(parser)
     parser.set_defaults(func=_run)

@@ -231,8 +231,26 @@ class RerankContext:
 
 
 # ----------------------------------------------------------------------------------- expansions
+class _Expansion:
+    """The options αQE and DBA share: ``k`` neighbours (``>= 1``), similarity exponent ``alpha``
+    (``>= 0``, stored as a float); both read only descriptors.
+
+    Example:
+        >>> step = _Expansion(k=3, alpha=2)
+        >>> step.k, step.alpha, step.needs
+        (3, 2.0, ())
+    """
+
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, *, k: int = 2, alpha: float = 3.0) -> None:
+        self.k = _int(k, "k", 1)
+        check_positive(alpha, "alpha", strict=False)
+        self.alpha = float(alpha)
+
+
 @register("reranker", "aqe")
-class AlphaQueryExpansion:
+class AlphaQueryExpansion(_Expansion):
     """αQE (:func:`~lookalike.index.expansion.alpha_query_expansion`), then search again.
 
     Args:
@@ -248,12 +266,6 @@ class AlphaQueryExpansion:
     """
 
     name = "aqe"
-    needs: tuple[str, ...] = ()
-
-    def __init__(self, *, k: int = 2, alpha: float = 3.0) -> None:
-        self.k = _int(k, "k", 1)
-        check_positive(alpha, "alpha", strict=False)
-        self.alpha = float(alpha)
 
     def __call__(self, shortlist: Shortlist, context: RerankContext | None = None) -> Shortlist:
         from lookalike.index.expansion import alpha_query_expansion
@@ -267,7 +279,7 @@ class AlphaQueryExpansion:
 
 
 @register("reranker", "dba")
-class DatabaseAugmentation:
+class DatabaseAugmentation(_Expansion):
     """DBA (:func:`~lookalike.index.expansion.database_augmentation`), then search again.
 
     With ``self_index`` the queries are replaced by their augmented database rows.
@@ -278,12 +290,6 @@ class DatabaseAugmentation:
     """
 
     name = "dba"
-    needs: tuple[str, ...] = ()
-
-    def __init__(self, *, k: int = 2, alpha: float = 3.0) -> None:
-        self.k = _int(k, "k", 1)
-        check_positive(alpha, "alpha", strict=False)
-        self.alpha = float(alpha)
 
     def __call__(self, shortlist: Shortlist, context: RerankContext | None = None) -> Shortlist:
         from lookalike.index.expansion import database_augmentation

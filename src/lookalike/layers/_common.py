@@ -1,4 +1,5 @@
-"""Shared helpers of the layers: option checks, the feature-map check at the door, conv-norm-act."""
+"""Shared helpers of the layers: option checks, the feature-map check at the door, conv-norm-act,
+gates and the base of gating attention modules."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lookalike.core.errors import OptionError
 
 __all__ = [
     "FLOAT_DTYPES",
+    "GatedAttention",
     "LayerType",
     "check_feature_map",
     "check_int",
@@ -122,3 +124,28 @@ def make_gate(gate_layer: str | LayerType) -> nn.Module:
     if not callable(gate_layer):
         raise OptionError(f"gate_layer: expected a name or a layer class, got {gate_layer!r}")
     return gate_layer()
+
+
+class GatedAttention(nn.Module):
+    """Base of the attention modules that multiply their input by a gate: a subclass implements
+    :meth:`attention` (``x`` checked there, a gate broadcastable to ``x``); ``forward(x)`` is
+    ``x * attention(x)``.
+
+    Example:
+        >>> class Half(GatedAttention):
+        ...     def attention(self, x):
+        ...         return torch.full_like(x[:, :1], 0.5)
+        >>> Half()(torch.ones(1, 2, 1, 1)).flatten().tolist()
+        [0.5, 0.5]
+    """
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not implement attention")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` times its gate.
+
+        Raises:
+            ShapeError, DTypeError: ``x`` is not what :meth:`attention` takes.
+        """
+        return x * self.attention(x)

@@ -9,6 +9,7 @@ from lookalike._registry import register
 from lookalike.core.check import check_option
 from lookalike.core.errors import OptionError
 from lookalike.layers._common import (
+    GatedAttention,
     LayerType,
     check_feature_map,
     check_int,
@@ -20,7 +21,7 @@ from lookalike.layers.se import SqueezeExcite, reduced_channels
 __all__ = ["CBAM", "PLACEMENTS", "AttentionConv", "ChannelAttention", "SpatialAttention"]
 
 
-class ChannelAttention(nn.Module):
+class ChannelAttention(GatedAttention):
     """CBAM's channel attention: a shared MLP on the average- and max-pooled vectors, summed, gated.
 
     Same keys as timm's ``ChannelAttn`` (``fc1``, ``fc2``).
@@ -57,11 +58,8 @@ class ChannelAttention(nn.Module):
         mx = self.fc2(self.act(self.fc1(x.amax((2, 3), keepdim=True))))
         return self.gate(avg + mx)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)
 
-
-class SpatialAttention(nn.Module):
+class SpatialAttention(GatedAttention):
     """CBAM's spatial attention: a ``k×k`` conv (+ BatchNorm) on the channel mean and max maps, gated.
 
     Same keys as timm's ``SpatialAttn`` (``conv.conv``, ``conv.bn``).
@@ -93,9 +91,6 @@ class SpatialAttention(nn.Module):
         check_feature_map(x, "C", "x")
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return self.gate(self.conv.bn(self.conv.conv(pooled)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)
 
 
 @register("layer", "cbam")

@@ -12,12 +12,14 @@ the authors' code; the reductions ``s1``/``s2`` of the embeddings and of the gat
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from lookalike._registry import register
 from lookalike.core.errors import OptionError
-from lookalike.layers._common import check_feature_map, check_int, check_ints
+from lookalike.layers._common import GatedAttention, check_feature_map, check_int, check_ints
 
 __all__ = ["RGAChannel", "RGAModule", "RGASpatial"]
 
@@ -70,8 +72,37 @@ def _feat_size(feat_size: tuple[int, int]) -> tuple[int, int]:
     return h, w
 
 
+class _RGA(GatedAttention):
+    """What RGA-S and RGA-C share: the options, a :class:`_RelationGate` whose nodes are the positions
+    (``channels_are_nodes = False``) or the channels, and the input check."""
+
+    channels_are_nodes: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        feat_size: tuple[int, int] = (16, 8),
+        reduction: int = 8,
+        gate_reduction: int = 8,
+    ) -> None:
+        super().__init__()
+        self.channels = check_int(channels, "channels")
+        self.feat_size = _feat_size(feat_size)
+        positions = self.feat_size[0] * self.feat_size[1]
+        nodes, feat = (channels, positions) if self.channels_are_nodes else (positions, channels)
+        self.relation = _RelationGate(
+            nodes, feat, reduction=reduction, gate_reduction=gate_reduction
+        )
+
+    def _check(self, x: torch.Tensor) -> None:
+        """``x`` must be ``(B, channels, *feat_size)`` floating point (ShapeError, DTypeError)."""
+        h, w = self.feat_size
+        check_feature_map(x, self.channels, "x", height=h, width=w)
+
+
 @register("layer", "rga_s")
-class RGASpatial(nn.Module):
+class RGASpatial(_RGA):
     """RGA-S: spatial relation-aware attention, one sigmoid gate per position.
 
     Args:
@@ -82,7 +113,7 @@ class RGASpatial(nn.Module):
         gate_reduction: hidden width divisor of the gate MLP.
 
     Shape:
-        ``(B, C, H, W)`` → ``(B, C, H, W)``.
+        ``(B, C, H, W)`` → ``(B, C, H, W)``: every position of ``x`` gated.
 
     Example:
         >>> import torch
@@ -92,42 +123,17 @@ class RGASpatial(nn.Module):
         (torch.Size([2, 32, 16, 8]), torch.Size([2, 1, 16, 8]))
     """
 
-    def __init__(
-        self,
-        channels: int,
-        *,
-        feat_size: tuple[int, int] = (16, 8),
-        reduction: int = 8,
-        gate_reduction: int = 8,
-    ) -> None:
-        super().__init__()
-        self.channels = check_int(channels, "channels")
-        self.feat_size = _feat_size(feat_size)
-        nodes = self.feat_size[0] * self.feat_size[1]
-        self.relation = _RelationGate(
-            nodes, channels, reduction=reduction, gate_reduction=gate_reduction
-        )
+    channels_are_nodes = False
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The ``(B, 1, H, W)`` spatial gate in ``(0, 1)``."""
-        h, w = self.feat_size
-        check_feature_map(x, self.channels, "x", height=h, width=w)
-        b = x.shape[0]
+        self._check(x)
         feats = x.flatten(2).unsqueeze(-1)  # (B, C, N, 1): positions are the nodes
-        return self.relation(feats).view(b, 1, h, w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gate every position of ``x``.
-
-        Raises:
-            ShapeError: ``x`` is not ``(B, channels, *feat_size)``.
-            DTypeError: ``x`` is not floating point.
-        """
-        return x * self.attention(x)
+        return self.relation(feats).view(x.shape[0], 1, *self.feat_size)
 
 
 @register("layer", "rga_c")
-class RGAChannel(nn.Module):
+class RGAChannel(_RGA):
     """RGA-C: channel relation-aware attention, one sigmoid gate per channel.
 
     Args:
@@ -136,6 +142,9 @@ class RGAChannel(nn.Module):
         reduction: ``s`` of the node and relation embeddings (``H·W/s`` and ``C/s`` channels).
         gate_reduction: hidden width divisor of the gate MLP.
 
+    Shape:
+        ``(B, C, H, W)`` → ``(B, C, H, W)``: every channel of ``x`` gated.
+
     Example:
         >>> import torch
         >>> rga = RGAChannel(64, feat_size=(8, 4))
@@ -143,38 +152,14 @@ class RGAChannel(nn.Module):
         torch.Size([2, 64, 1, 1])
     """
 
-    def __init__(
-        self,
-        channels: int,
-        *,
-        feat_size: tuple[int, int] = (16, 8),
-        reduction: int = 8,
-        gate_reduction: int = 8,
-    ) -> None:
-        super().__init__()
-        self.channels = check_int(channels, "channels")
-        self.feat_size = _feat_size(feat_size)
-        nodes_feat = self.feat_size[0] * self.feat_size[1]
-        self.relation = _RelationGate(
-            channels, nodes_feat, reduction=reduction, gate_reduction=gate_reduction
-        )
+    channels_are_nodes = True
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The ``(B, C, 1, 1)`` channel gate in ``(0, 1)``."""
-        h, w = self.feat_size
-        check_feature_map(x, self.channels, "x", height=h, width=w)
+        self._check(x)
         b, c = x.shape[:2]
         feats = x.flatten(2).transpose(1, 2).unsqueeze(-1)  # (B, N, C, 1): channels are the nodes
         return self.relation(feats).view(b, c, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gate every channel of ``x``.
-
-        Raises:
-            ShapeError: ``x`` is not ``(B, channels, *feat_size)``.
-            DTypeError: ``x`` is not floating point.
-        """
-        return x * self.attention(x)
 
 
 class RGAModule(nn.Sequential):

@@ -6,7 +6,10 @@
   for explicitly. Constructing never downloads by default.
 - :class:`ImageDescriptor`: the :class:`~lookalike.descriptors._base.Descriptor` of the image family:
   ``(B, 3, H, W)`` inputs in [0, 1], per-channel normalisation inside (the backbone's mean and std),
-  channels-last memory format on CPU.
+  channels-last memory format on CPU; :meth:`ImageDescriptor._setup_backbone` takes the keywords every
+  backbone descriptor shares (``backbone``, ``pretrained``, ``backbone_weights``, ``size_range``,
+  ``validate``).
+- :func:`check_counts`: the one check of channel / size keywords (integers ``>= 1``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageDescriptor",
+    "check_counts",
     "create_backbone",
     "load_backbone_weights",
 ]
@@ -42,6 +46,24 @@ def _check_size_range(size: Any) -> tuple[int, int]:
     if not ok or size[0] > size[1]:
         raise OptionError(f"size_range: expected (min, max) integers >= 1, got {size!r}")
     return int(size[0]), int(size[1])
+
+
+def check_counts(*, optional: Sequence[str] = (), **counts: Any) -> None:
+    """Raise :class:`OptionError` unless every keyword's value is an integer ``>= 1`` (``bool`` is not
+    an integer here); ``None`` passes for the names in ``optional``.
+
+    Example:
+        >>> check_counts(local_dim=64, dim=None, optional=("dim",))
+        >>> check_counts(local_dim=64, dim=0)
+        Traceback (most recent call last):
+        ...
+        lookalike.core.errors.OptionError: dim: expected an integer >= 1, got 0
+    """
+    for name, value in counts.items():
+        if value is None and name in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
 def create_backbone(
@@ -162,6 +184,29 @@ class ImageDescriptor(Descriptor):
         self.register_buffer(
             "std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
         )
+
+    def _setup_backbone(
+        self,
+        backbone: str,
+        *,
+        out_indices: Sequence[int],
+        pretrained: bool,
+        backbone_weights: str | os.PathLike[str] | None,
+        size_range: Sequence[int],
+        validate: bool,
+    ) -> list[int]:
+        """The shared part of a backbone descriptor's constructor: the input spec of ``size_range``
+        (checked first, before the backbone is built), ``self.backbone`` from :func:`create_backbone`
+        and ``self.validate``. Returns the channels of the returned stages."""
+        self._setup_input(size_range)
+        self.backbone = create_backbone(
+            backbone,
+            out_indices=out_indices,
+            pretrained=pretrained,
+            backbone_weights=backbone_weights,
+        )
+        self.validate = validate
+        return [int(c) for c in self.backbone.feature_info.channels()]
 
     def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / std`` in the network's dtype, channels-last on CPU."""

@@ -1,16 +1,17 @@
-"""``vlad``: RootSIFT local descriptors aggregated into one vector by VLAD, a baseline of the retrieval tables.
+"""VLAD: local descriptors aggregated into one vector, the maths and the module of the ``vlad`` baseline.
 
 Jégou et al., "Aggregating local descriptors into a compact image representation", CVPR 2010, with
-the normalisations of Arandjelović & Zisserman, "All about VLAD", CVPR 2013. Each image goes through
-our local matching front end (:class:`~lookalike.matching.ImageMatcher`: DoG keypoints, our RootSIFT
-on pyramid patches); every descriptor is assigned to its nearest codeword and the residuals
-``x - c_k`` are summed per codeword. The ``K x 128`` sums are intra-normalised (each codeword's block
-L2-normalised), signed-square-rooted and L2-normalised as one vector.
+the normalisations of Arandjelović & Zisserman, "All about VLAD", CVPR 2013. Every local descriptor
+of an image is assigned to its nearest codeword and the residuals ``x - c_k`` are summed per
+codeword. The ``K x 128`` sums are intra-normalised (each codeword's block L2-normalised),
+signed-square-rooted and L2-normalised as one vector (:func:`vlad_aggregate`).
 
-The codebook is a k-means of RootSIFT descriptors of the bundled scikit-image *training* photos
-(:data:`lookalike.data.bundled.BUNDLED_PHOTOS` without the held-out ones; never evaluation data):
-:func:`fit_codebook` computes it deterministically and :func:`write_bundled_codebook` writes the
-shipped ``vlad:bundled`` file with the recipe in its metadata.
+Layering: this module knows nothing of keypoints. :class:`VLAD` gets its local descriptors from a
+*front end* it is given (:data:`FrontEnd`: ``front_end(max_keypoints, max_size)`` returns a callable
+from an image to its ``(M, 128)`` descriptors). The registered ``vlad`` descriptor, the RootSIFT
+front end (DoG keypoints and our RootSIFT, through :class:`~lookalike.matching.ImageMatcher`) and the
+codebook recipe (``fit_codebook``, ``write_bundled_codebook``) live one layer up, in
+:mod:`lookalike.matching.vlad`; ``lookalike.create("descriptor", "vlad:bundled")`` builds it.
 
 Convention:
     - An image without keypoints (flat, tiny) gives an all-zero row; so does a codeword block with
@@ -21,34 +22,37 @@ Convention:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lookalike._registry import register
 from lookalike.core.check import check_finite, check_shape, check_tensor
 from lookalike.core.errors import OptionError
 from lookalike.core.weights import WeightSpec
 from lookalike.descriptors._base import Descriptor, InputSpec
 
 __all__ = [
+    "LOCAL_DIM",
     "VLAD",
     "VLAD_WEIGHTS",
-    "fit_codebook",
+    "FrontEnd",
+    "LocalDescriber",
     "kmeans",
-    "local_descriptors",
-    "training_photos",
     "vlad_aggregate",
-    "write_bundled_codebook",
 ]
 
 #: RootSIFT dimension.
 LOCAL_DIM = 128
+
+#: Describes one image: a ``(3, H, W)`` float tensor in [0, 1] (CPU) to its ``(M, LOCAL_DIM)`` local
+#: descriptors (``M = 0`` when it has no keypoint).
+LocalDescriber = Callable[[torch.Tensor], torch.Tensor]
+#: Builds the :data:`LocalDescriber` of a :class:`VLAD`: called once, as
+#: ``front_end(max_keypoints, max_size)``, on the first forward.
+FrontEnd = Callable[[int, int], LocalDescriber]
 
 
 def _int(value: Any, name: str, low: int) -> int:
@@ -86,26 +90,9 @@ def vlad_aggregate(descriptors: torch.Tensor, centers: torch.Tensor) -> torch.Te
     return F.normalize(sums.flatten(), dim=0)
 
 
-def _front_end(max_keypoints: int, max_size: int) -> Any:
-    from lookalike.matching import ImageMatcher
-
-    return ImageMatcher("rootsift", max_keypoints=max_keypoints, max_size=max_size, geometry="none")
-
-
-def local_descriptors(
-    images: Sequence[Any], *, max_keypoints: int = 1024, max_size: int = 640
-) -> list[torch.Tensor]:
-    """``(M_i, 128)`` float32 RootSIFT rows of each image (our DoG keypoints and RootSIFT).
-
-    ``images``: anything :class:`~lookalike.matching.ImageMatcher` reads (paths, ``(H, W[, 3])``
-    arrays, channels-first tensors in [0, 1]).
-    """
-    matcher = _front_end(_int(max_keypoints, "max_keypoints", 1), _int(max_size, "max_size", 16))
-    return [matcher.features(image).descriptors.float().cpu() for image in images]
-
-
 #: The codebook shipped with the package (64 codewords, 14 bundled training photos); reproduce
-#: with :func:`write_bundled_codebook`.
+#: with :func:`lookalike.matching.vlad.write_bundled_codebook`. Registered with ``vlad`` in
+#: :mod:`lookalike.matching.vlad`.
 VLAD_WEIGHTS = {
     "bundled": WeightSpec(
         file="vlad_bundled.safetensors",
@@ -115,19 +102,21 @@ VLAD_WEIGHTS = {
 }
 
 
-@register("descriptor", "vlad", weights=VLAD_WEIGHTS)
 class VLAD(Descriptor):
-    """VLAD of RootSIFT over a ``clusters x 128`` codebook (``clusters * 128`` values).
+    """VLAD of local descriptors over a ``clusters x 128`` codebook (``clusters * 128`` values).
 
     Args:
         clusters: codewords ``K`` (the shipped ``vlad:bundled`` has 64).
-        max_keypoints: DoG keypoints per image (strongest first).
-        max_size: longest image side keypoints are detected on.
+        max_keypoints: keypoints per image (strongest first), handed to ``front_end``.
+        max_size: longest image side keypoints are detected on, handed to ``front_end``.
         size_range: accepted input sides ``(min, max)``.
         validate: check for NaN / infinite input.
+        front_end: the :data:`FrontEnd` that describes each image. ``None`` (a module built only to
+            hold or write a codebook) refuses to run; the registered ``vlad``
+            (:func:`lookalike.matching.vlad.vlad`) passes the RootSIFT front end.
 
     Without weights the codebook is random (unit rows of ``torch.rand``: meaningless); use
-    ``vlad:bundled`` or a file written by :func:`write_bundled_codebook`.
+    ``vlad:bundled`` or a file written by :func:`lookalike.matching.vlad.write_bundled_codebook`.
 
     Example:
         >>> import lookalike, torch
@@ -148,8 +137,11 @@ class VLAD(Descriptor):
         max_size: int = 640,
         size_range: Sequence[int] = (64, 8192),
         validate: bool = True,
+        front_end: FrontEnd | None = None,
     ) -> None:
         super().__init__()
+        if front_end is not None and not callable(front_end):
+            raise OptionError(f"front_end: expected a callable or None, got {front_end!r}")
         self.clusters = _int(clusters, "clusters", 1)
         self.max_keypoints = _int(max_keypoints, "max_keypoints", 1)
         self.max_size = _int(max_size, "max_size", 16)
@@ -159,7 +151,8 @@ class VLAD(Descriptor):
         self.validate = validate
         self.dim = self.clusters * LOCAL_DIM
         self.register_buffer("centers", F.normalize(torch.rand(self.clusters, LOCAL_DIM), dim=1))
-        self._matcher: Any = None
+        self.front_end = front_end
+        self._describer: LocalDescriber | None = None
 
     def set_codebook(self, centers: torch.Tensor) -> VLAD:
         """Use ``(clusters, 128)`` finite ``centers`` as the codebook (returns ``self``)."""
@@ -170,14 +163,27 @@ class VLAD(Descriptor):
             self.centers.copy_(centers.to(self.centers))
         return self
 
+    def describer(self) -> LocalDescriber:
+        """The local describer, built by ``front_end`` on first use.
+
+        Raises:
+            OptionError: the module has no front end.
+        """
+        if self._describer is None:
+            if self.front_end is None:
+                raise OptionError(
+                    "front_end: expected a front end to describe images, got None (build the "
+                    "descriptor with lookalike.create('descriptor', 'vlad...'), or pass one)"
+                )
+            self._describer = self.front_end(self.max_keypoints, self.max_size)
+        return self._describer
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self._matcher is None:
-            self._matcher = _front_end(self.max_keypoints, self.max_size)
+        describe = self.describer()
         centers = self.centers.float().cpu()
         rows = []
         for image in x.detach().float().clamp(0.0, 1.0).cpu():
-            local = self._matcher.features(image).descriptors.float().cpu()
-            rows.append(vlad_aggregate(local, centers))
+            rows.append(vlad_aggregate(describe(image).float().cpu(), centers))
         return torch.stack(rows).to(x.device)
 
 
@@ -231,71 +237,3 @@ def kmeans(
                 far = int(dist[np.arange(len(x)), assign].argmax())
                 c[j] = x[far]
     return c, assign
-
-
-def training_photos() -> list[str]:
-    """Names of the bundled photos the codebook is fitted on (held-out photos excluded)."""
-    from lookalike.data.bundled import HELD_OUT_PHOTOS, list_bundled_photos
-
-    return [n for n in list_bundled_photos() if n not in HELD_OUT_PHOTOS]
-
-
-def fit_codebook(
-    *,
-    clusters: int = 64,
-    photos: Sequence[str] | None = None,
-    max_keypoints: int = 1024,
-    max_size: int = 640,
-    iterations: int = 100,
-    seed: int = 0,
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """``(clusters, 128)`` float32 k-means codebook of RootSIFT on bundled photos, and its recipe.
-
-    Args:
-        clusters: codewords.
-        photos: bundled photo names (default :func:`training_photos`).
-        max_keypoints, max_size: as :class:`VLAD` (the same front end describes the photos).
-        iterations, seed: of :func:`kmeans`.
-
-    Returns:
-        The centres and the recipe (a JSON-ready dict of every argument and the descriptor count).
-    """
-    from lookalike.data.bundled import bundled_photos
-
-    names = list(training_photos() if photos is None else photos)
-    images = [p.rgb for p in bundled_photos(names)]
-    local = torch.cat(local_descriptors(images, max_keypoints=max_keypoints, max_size=max_size))
-    centers, _ = kmeans(local.double().numpy(), clusters, iterations=iterations, seed=seed)
-    recipe = {
-        "photos": names,
-        "clusters": clusters,
-        "max_keypoints": max_keypoints,
-        "max_size": max_size,
-        "iterations": iterations,
-        "seed": seed,
-        "descriptors": int(local.shape[0]),
-        "local": "DoG keypoints + lookalike rootsift (ImageMatcher front end)",
-        "function": "lookalike.descriptors.image.vlad.write_bundled_codebook",
-    }
-    return torch.from_numpy(centers).float(), recipe
-
-
-def write_bundled_codebook(path: str | os.PathLike[str], **recipe: Any) -> Path:
-    """Fit the codebook (:func:`fit_codebook` keywords) and write a ``vlad`` weights file.
-
-    The shipped ``src/lookalike/weights/vlad_bundled.safetensors`` is
-    ``write_bundled_codebook("src/lookalike/weights/vlad_bundled.safetensors")``; the recipe goes
-    into the file's ``training`` metadata, the constructor keywords into ``kwargs``.
-    """
-    from lookalike.core.weights import save_weights
-
-    centers, training = fit_codebook(**recipe)
-    kwargs = {
-        "clusters": training["clusters"],
-        "max_keypoints": training["max_keypoints"],
-        "max_size": training["max_size"],
-    }
-    model = VLAD(**kwargs).set_codebook(centers)
-    return save_weights(
-        model, path, kind="descriptor", name="vlad", kwargs=kwargs, training=training
-    )

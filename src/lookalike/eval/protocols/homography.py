@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +39,15 @@ from lookalike.eval.metrics.matching import (
     homography_accuracy,
     match_accuracy,
 )
-from lookalike.eval.protocols._common import detector_key, matcher_for, options_from
+from lookalike.eval.protocols._common import (
+    MatcherOptions,
+    MatcherReport,
+    make_matchers,
+    matcher_for,
+    options_from,
+    run_matchers,
+    version_stamp,
+)
 from lookalike.eval.protocols.sequences import find_evaluation_sequences
 
 if TYPE_CHECKING:
@@ -65,7 +73,7 @@ HEADLINE_THRESHOLD = 3
 
 
 @dataclass(frozen=True)
-class MatchingOptions:
+class MatchingOptions(MatcherOptions):
     """Settings of the matchers and of the protocol.
 
     Attributes:
@@ -77,22 +85,12 @@ class MatchingOptions:
         thresholds: MMA thresholds in pixels.
     """
 
-    matcher: str = "smnn"
-    detector: str = "dog"
-    max_keypoints: int = 2048
-    ratio_threshold: float | None = None
     ransac_threshold: float | None = None
     thresholds: tuple[float, ...] = MMA_THRESHOLDS
 
     def matcher_kwargs(self) -> dict[str, Any]:
         """Keywords of :class:`~lookalike.matching.pipeline.ImageMatcher`."""
-        return {
-            "matcher": self.matcher,
-            "detector": self.detector,
-            "max_keypoints": self.max_keypoints,
-            "ratio_threshold": self.ratio_threshold,
-            "ransac_threshold": self.ransac_threshold,
-        }
+        return {**super().matcher_kwargs(), "ransac_threshold": self.ransac_threshold}
 
 
 @dataclass(frozen=True)
@@ -170,17 +168,10 @@ def summarize(pairs: Sequence[PairResult]) -> dict[str, Any]:
 
 
 @dataclass
-class MatchingReport:
+class MatchingReport(MatcherReport[PairResult]):
     """Results of :func:`evaluate_matching`: pair results per descriptor and their summaries."""
 
     thresholds: tuple[float, ...] = MMA_THRESHOLDS
-    config: dict[str, Any] = field(default_factory=dict)
-    pairs: dict[str, list[PairResult]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def descriptors(self) -> list[str]:
-        return list(self.pairs)
 
     @property
     def headline_threshold(self) -> float:
@@ -261,36 +252,35 @@ def evaluate_matching(
     seqs = list(sequences)
     check_not_empty(seqs, "sequences")
     check_not_empty(list(matchers), "matchers")
-    report = MatchingReport(thresholds=tuple(thresholds))
-    for label in matchers:
-        report.pairs[label] = []
-        report.seconds[label] = 0.0
+    report = MatchingReport.for_labels(list(matchers), thresholds=tuple(thresholds))
     for seq in seqs:
         images = [seq.load(i, gray=True) for i in range(len(seq.images))]
-        keypoints: dict[tuple, list[Any]] = {}  # detector settings -> keypoints of each image
-        for label, matcher in matchers.items():
-            start = time.perf_counter()
-            key = detector_key(matcher)
-            if key not in keypoints:
-                keypoints[key] = [matcher.detect(image) for image in images]
-            feats = [matcher.features(im, kp) for im, kp in zip(images, keypoints[key])]
-            for _, k, H in seq.pairs():
-                report.pairs[label].append(
-                    evaluate_pair(
-                        matcher,
-                        feats[0],
-                        feats[k],
-                        H,
-                        images[0].shape[:2],
-                        sequence=seq.name,
-                        index=k,
-                        thresholds=thresholds,
-                    )
-                )
-            report.seconds[label] += time.perf_counter() - start
-            if progress is not None:
-                progress(label, seq.name)
+        score = partial(_score_sequence, seq, images[0].shape[:2], tuple(thresholds))
+        run_matchers(report, matchers, images, score, name=seq.name, progress=progress)
     return report
+
+
+def _score_sequence(
+    seq: HomographySequence,
+    image_size: tuple[int, int],
+    thresholds: tuple[float, ...],
+    matcher: ImageMatcher,
+    feats: list[Any],
+) -> list[PairResult]:
+    """:func:`evaluate_pair` of every pair ``(0, k)`` of ``seq`` from its images' features."""
+    return [
+        evaluate_pair(
+            matcher,
+            feats[0],
+            feats[k],
+            H,
+            image_size,
+            sequence=seq.name,
+            index=k,
+            thresholds=thresholds,
+        )
+        for _, k, H in seq.pairs()
+    ]
 
 
 def run_matching(
@@ -313,13 +303,8 @@ def run_matching(
     Returns:
         The :class:`MatchingReport`, its ``config`` stamped with the settings and the code version.
     """
-    from lookalike import __version__
-    from lookalike.core.runs import git_revision
-    from lookalike.matching.pipeline import ImageMatcher
-
     opts = options or MatchingOptions()
-    check_not_empty(list(descriptors), "descriptors")
-    matchers = {name: ImageMatcher(name, **opts.matcher_kwargs()) for name in descriptors}
+    matchers = make_matchers(descriptors, opts.matcher_kwargs())
     root, found = find_evaluation_sequences(data_root, names=sequences)
     log.debug("matching %d descriptors on %d sequences below %s", len(matchers), len(found), root)
     report = evaluate_matching(found, matchers, thresholds=opts.thresholds, progress=progress)
@@ -330,8 +315,7 @@ def run_matching(
         "protocol": "MMA: mutual NN (D2-Net); homography: pipeline matcher + MAGSAC++, corner error",
         **opts.matcher_kwargs(),
         "thresholds": list(opts.thresholds),
-        "lookalike": __version__,
-        "git": git_revision(),
+        **version_stamp(),
     }
     return report
 

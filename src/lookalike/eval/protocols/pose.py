@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,7 +44,15 @@ from lookalike.eval.metrics.pose import (
     pose_errors,
     symmetric_epipolar_errors,
 )
-from lookalike.eval.protocols._common import detector_key, matcher_for, options_from
+from lookalike.eval.protocols._common import (
+    MatcherOptions,
+    MatcherReport,
+    make_matchers,
+    matcher_for,
+    options_from,
+    run_matchers,
+    version_stamp,
+)
 
 if TYPE_CHECKING:
     from lookalike.matching.pipeline import ImageMatcher
@@ -64,7 +72,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PoseOptions:
+class PoseOptions(MatcherOptions):
     """Settings of the matchers and of the protocol (defaults: SuperGlue's evaluation).
 
     Attributes:
@@ -79,10 +87,6 @@ class PoseOptions:
         thresholds: pose AUC thresholds in degrees.
     """
 
-    matcher: str = "smnn"
-    detector: str = "dog"
-    max_keypoints: int = 2048
-    ratio_threshold: float | None = None
     ransac_threshold: float = 1.0
     confidence: float = 0.99999
     resize: tuple[int, int] | None = SCANNET_RESIZE
@@ -98,13 +102,7 @@ class PoseOptions:
 
     def matcher_kwargs(self) -> dict[str, Any]:
         """Keywords of :class:`~lookalike.matching.pipeline.ImageMatcher` (no geometry: done here)."""
-        return {
-            "matcher": self.matcher,
-            "detector": self.detector,
-            "max_keypoints": self.max_keypoints,
-            "ratio_threshold": self.ratio_threshold,
-            "geometry": "none",
-        }
+        return {**super().matcher_kwargs(), "geometry": "none"}
 
 
 @dataclass(frozen=True)
@@ -205,17 +203,10 @@ def summarize_pose(
 
 
 @dataclass
-class PoseReport:
+class PoseReport(MatcherReport[PosePairResult]):
     """Results of :func:`evaluate_pose`: pair results per descriptor and their summaries."""
 
     thresholds: tuple[float, ...] = AUC_THRESHOLDS
-    config: dict[str, Any] = field(default_factory=dict)
-    pairs: dict[str, list[PosePairResult]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def descriptors(self) -> list[str]:
-        return list(self.pairs)
 
     def summary(self, descriptor: str) -> dict[str, Any]:
         """:func:`summarize_pose` over every pair of ``descriptor``."""
@@ -274,35 +265,32 @@ def evaluate_pose(
     items = list(pairs)
     check_not_empty(items, "pairs")
     check_not_empty(list(matchers), "matchers")
-    report = PoseReport(thresholds=tuple(opts.thresholds))
-    for label in matchers:
-        report.pairs[label], report.seconds[label] = [], 0.0
+    report = PoseReport.for_labels(list(matchers), thresholds=tuple(opts.thresholds))
     for item in items:
         loaded = _loaded(item, opts.resize)
         images = (loaded.image0, loaded.image1)
-        keypoints: dict[tuple, list[Any]] = {}
-        for label, matcher in matchers.items():
-            start = time.perf_counter()
-            key = detector_key(matcher)
-            if key not in keypoints:
-                keypoints[key] = [matcher.detect(image) for image in images]
-            f0, f1 = (matcher.features(im, kp) for im, kp in zip(images, keypoints[key]))
-            idx, _ = matcher.match_features(f0, f1)
-            result = evaluate_matched_pair(
-                f0.keypoints.xy[idx[:, 0]],
-                f1.keypoints.xy[idx[:, 1]],
-                loaded.K0,
-                loaded.K1,
-                loaded.T_0to1,
-                options=opts,
-                pair=loaded.name,
-                num_keypoints=(len(f0), len(f1)),
-            )
-            report.pairs[label].append(result)
-            report.seconds[label] += time.perf_counter() - start
-            if progress is not None:
-                progress(label, loaded.name)
+        score = partial(_score_pair, loaded, opts)
+        run_matchers(report, matchers, images, score, name=loaded.name, progress=progress)
     return report
+
+
+def _score_pair(
+    loaded: LoadedPair, opts: PoseOptions, matcher: ImageMatcher, feats: list[Any]
+) -> list[PosePairResult]:
+    """:func:`evaluate_matched_pair` of the pipeline's matches between the two images' features."""
+    f0, f1 = feats
+    idx, _ = matcher.match_features(f0, f1)
+    result = evaluate_matched_pair(
+        f0.keypoints.xy[idx[:, 0]],
+        f1.keypoints.xy[idx[:, 1]],
+        loaded.K0,
+        loaded.K1,
+        loaded.T_0to1,
+        options=opts,
+        pair=loaded.name,
+        num_keypoints=(len(f0), len(f1)),
+    )
+    return [result]
 
 
 def run_pose(
@@ -315,13 +303,8 @@ def run_pose(
     """Find the pairs (``data``: the ``scannet-sample`` folder or a data root), build one matcher per
     descriptor and run :func:`evaluate_pose`; the report's ``config`` holds the settings and version.
     """
-    from lookalike import __version__
-    from lookalike.core.runs import git_revision
-    from lookalike.matching.pipeline import ImageMatcher
-
     opts = options or PoseOptions()
-    check_not_empty(list(descriptors), "descriptors")
-    matchers = {name: ImageMatcher(name, **opts.matcher_kwargs()) for name in descriptors}
+    matchers = make_matchers(descriptors, opts.matcher_kwargs())
     root, pairs = find_scannet_pairs(data)
     log.debug("relative pose of %d descriptors on %d pairs in %s", len(matchers), len(pairs), root)
     report = evaluate_pose(pairs, matchers, options=opts, progress=progress)
@@ -336,8 +319,7 @@ def run_pose(
         ),
         **{k: v for k, v in asdict(opts).items() if k != "thresholds"},
         "thresholds": list(opts.thresholds),
-        "lookalike": __version__,
-        "git": git_revision(),
+        **version_stamp(),
     }
     return report
 
