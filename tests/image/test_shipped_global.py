@@ -20,7 +20,9 @@ from lookalike.train.recipe import TrainRecipe
 ROOT = Path(__file__).parents[2]
 SHIPPED = {"gem": GEM_WEIGHTS["bundled"], "dolg": DOLG_WEIGHTS["bundled"]}
 #: Recipe keys a run may set on the command line without changing what is trained.
-RUN_ONLY = ("out_dir",)
+#: Where and how a run was executed, not what it trains: the shipped files were trained on a lent GPU
+#: (``device=cuda``, ``threads``, run ``name`` and no checkpoints: benchmarks/cuda_check.sh).
+RUN_ONLY = ("out_dir", "device", "threads", "name", "checkpoint_every")
 
 
 def _path(name: str) -> Path:

@@ -22,7 +22,7 @@ from lookalike._registry import register
 from lookalike.core.check import check_option, check_shape
 from lookalike.core.errors import OptionError
 from lookalike.core.weights import WeightSpec
-from lookalike.descriptors.image._backbone import ImageDescriptor, create_backbone
+from lookalike.descriptors.image._backbone import ImageDescriptor, check_counts
 from lookalike.layers.gem import GeM
 
 __all__ = ["DOLGDescriptor", "MultiAtrous", "SpatialAttention", "orthogonal_fusion"]
@@ -158,7 +158,7 @@ class SpatialAttention(nn.Module):
 DOLG_WEIGHTS = {
     "bundled": WeightSpec(
         file="dolg_bundled.safetensors",
-        sha256="343be05055e4333e140d145d09e84f28bf31cc485701db4608debb49e17349d0",
+        sha256="4a72b15b10a2eb0c31e73b3b9ac88a70b0b185f63ce23eac5ad7a8c862514596",
         description="DOLG (ResNet-18) trained on regions of scikit-image's bundled photos (CPU recipe)",
     ),
 }
@@ -221,13 +221,7 @@ class DOLGDescriptor(ImageDescriptor):
         super().__init__()
         check_option(fusion_norm, FUSION_NORMS, "fusion_norm")
         check_option(local_block, LOCAL_BLOCKS, "local_block")
-        for name, value in (
-            ("local_dim", local_dim),
-            ("atrous_hidden", atrous_hidden),
-            ("dim", dim),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
+        check_counts(local_dim=local_dim, atrous_hidden=atrous_hidden, dim=dim)
         if not dilations or not all(isinstance(d, int) and d >= 1 for d in dilations):
             raise OptionError(
                 f"dilations: expected a non-empty list of integers >= 1, got {dilations!r}"
@@ -243,15 +237,15 @@ class DOLGDescriptor(ImageDescriptor):
             )
         if local_block == "asff" and local_stage < 2:
             raise OptionError(f"local_block 'asff' needs local_stage >= 2, got {local_stage}")
-        self._setup_input(size_range)
         finer = (local_stage - 1,) if local_block == "asff" else ()
-        self.backbone = create_backbone(
+        channels = self._setup_backbone(
             backbone,
             out_indices=(*finer, local_stage, global_stage),
             pretrained=pretrained,
             backbone_weights=backbone_weights,
+            size_range=size_range,
+            validate=validate,
         )
-        channels = [int(c) for c in self.backbone.feature_info.channels()]
         c3, c4 = channels[-2], channels[-1]
         if local_block == "multi_atrous":
             self.local_branch: nn.Module = MultiAtrous(c3, atrous_hidden, local_dim, dilations)
@@ -269,7 +263,6 @@ class DOLGDescriptor(ImageDescriptor):
         self.fusion_norm = fusion_norm
         self.dilations = tuple(dilations)
         self.dim = dim
-        self.validate = validate
         self.to(memory_format=torch.channels_last)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

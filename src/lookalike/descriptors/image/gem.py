@@ -19,7 +19,7 @@ from lookalike._registry import register
 from lookalike.core.check import check_option, check_positive
 from lookalike.core.errors import OptionError
 from lookalike.core.weights import WeightSpec
-from lookalike.descriptors.image._backbone import ImageDescriptor, create_backbone
+from lookalike.descriptors.image._backbone import ImageDescriptor, check_counts
 from lookalike.layers.gem import MAC, GeM, SPoC
 
 __all__ = ["GeMDescriptor", "power_mean", "rescale"]
@@ -65,7 +65,7 @@ def power_mean(values: Sequence[torch.Tensor], power: float) -> torch.Tensor:
 GEM_WEIGHTS = {
     "bundled": WeightSpec(
         file="gem_bundled.safetensors",
-        sha256="a0b2a7a8cd0d7e6b7f0b3d511b94cdfa1f92d8e8332ff2c0525bc7c63b9dbd30",
+        sha256="afd5a7f1a7ce785110199e8fb903f999895ebc0fe4bdf8cd678f5c5dffad7b82",
         description="GeM (ResNet-18) trained on regions of scikit-image's bundled photos (CPU recipe)",
     ),
 }
@@ -128,17 +128,19 @@ class GeMDescriptor(ImageDescriptor):
         check_positive(scale_power, "scale_power")
         if not scales or not all(isinstance(s, (int, float)) and s > 0 for s in scales):
             raise OptionError(f"scales: expected a non-empty list of numbers > 0, got {scales!r}")
-        self._setup_input(size_range)
-        self.backbone = create_backbone(
-            backbone, out_indices=(-1,), pretrained=pretrained, backbone_weights=backbone_weights
-        )
-        channels = int(self.backbone.feature_info.channels()[-1])
+        check_counts(dim=dim, optional=("dim",))
+        channels = self._setup_backbone(
+            backbone,
+            out_indices=(-1,),
+            pretrained=pretrained,
+            backbone_weights=backbone_weights,
+            size_range=size_range,
+            validate=validate,
+        )[-1]
         if pooling == "gem":
             self.pool: nn.Module = GeM(p=p, channels=channels if per_channel_p else None)
         else:
             self.pool = MAC() if pooling == "mac" else SPoC()
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
-            raise OptionError(f"dim: expected an integer >= 1, got {dim!r}")
         if whitening is None and dim not in (None, channels):
             raise OptionError(
                 f"dim: {dim} needs whitening ('pca' or 'fc'); the backbone gives {channels}"
@@ -156,7 +158,6 @@ class GeMDescriptor(ImageDescriptor):
             )
         self.scales = tuple(float(s) for s in scales)
         self.scale_power = float(scale_power)
-        self.validate = validate
         self.to(memory_format=torch.channels_last)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
