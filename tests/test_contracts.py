@@ -35,6 +35,7 @@ DESCRIPTOR_KWARGS: dict[str, dict[str, Any]] = {
     # the re-ID networks at CPU size (their ResNet-50 defaults take ~25 s per gradient check)
     "rga": {"backbone": "resnet18", "width": 0.25, "input_size": (64, 32)},
     "relation_net": {"backbone": "resnet18", "width": 0.25, "input_size": (64, 32), "parts": 4},
+    "xqda": {"base": "stripe-hsv"},
 }
 DESCRIPTORS = lookalike.list_registered("descriptor")
 METRICS = ("l2", "cosine", "hamming")

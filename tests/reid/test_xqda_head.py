@@ -1,0 +1,101 @@
+"""``xqda``: XQDA on any descriptor's rows, against lomo-xqda and a hand-written projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lookalike
+from lookalike.core.errors import EmptyInputError, LookalikeError, OptionError
+from lookalike.core.weights import save_weights
+from lookalike.descriptors.reid.xqda import fit_xqda
+from lookalike.descriptors.reid.xqda_head import XQDAHead
+
+TINY_NET = {"backbone": "resnet18", "width": 0.25, "input_size": (64, 32), "parts": 4}
+
+
+def _crops(n_ids: int = 8, seed: int = 0) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Two views (cameras 0 and 1) of ``n_ids`` people: random colours in 8 horizontal strips, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    people = (
+        torch.rand(n_ids, 3, 8, 1, generator=g).repeat_interleave(8, dim=2).expand(-1, -1, -1, 32)
+    )
+    views = [(people + 0.15 * torch.rand(people.shape, generator=g)).clamp(0, 1) for _ in (0, 1)]
+    ids = np.tile(np.arange(n_ids), 2)
+    cams = np.repeat([0, 1], n_ids)
+    return torch.cat(views), ids, cams
+
+
+def test_on_lomo_it_ranks_like_lomo_xqda():
+    images, ids, cams = _crops()
+    # ``lomo`` rows are LOMO / sqrt(3) (unit rows): a ridge of lambda / 3 gives the same metric
+    ours = XQDAHead(base="lomo", lambda_reg=0.001 / 3).fit(images, ids, cams)
+    reference = lookalike.create("descriptor", "lomo-xqda", lambda_reg=0.001).fit(images, ids, cams)
+    test = _crops(seed=1)[0]
+    # the embedding's columns are defined up to sign: compare distances, not rows
+    torch.testing.assert_close(
+        torch.cdist(ours(test[:8]), ours(test[8:])),
+        torch.cdist(reference(test[:8]), reference(test[8:])),
+        atol=1e-4,
+        rtol=1e-4,
+    )
+
+
+def test_rows_are_the_normalised_projection_of_the_base_rows():
+    images, ids, cams = _crops()
+    head = XQDAHead(base="stripe-hsv", lambda_reg=0.01)
+    unfitted = head(images[:3])
+    base = lookalike.create("descriptor", "stripe-hsv")
+    torch.testing.assert_close(unfitted, base(images[:3]))  # before fitting: the base's rows
+    head.fit(images, ids, cams)
+    rows = base(images).double().numpy()
+    embed = fit_xqda(rows, ids, cams, lambda_reg=0.01).embedding()
+    expected = rows[:3] @ embed
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(head(images[:3]).numpy(), expected, atol=1e-5)
+    assert head.dim == embed.shape[1] and head.fitted
+
+
+def test_fitted_head_ranks_the_other_view_first_more_often_than_chance():
+    images, ids, cams = _crops(n_ids=12)
+    head = XQDAHead(base="stripe-hsv").fit(images, ids, cams)
+    test, _, _ = _crops(n_ids=12, seed=3)
+    q, g = head(test[:12]), head(test[12:])
+    rank1 = float((torch.cdist(q, g).argmin(dim=1) == torch.arange(12)).float().mean())
+    assert rank1 > 0.5  # chance is 1/12
+
+
+def test_save_and_load_round_trip_with_a_network_base(tmp_path):
+    torch.manual_seed(0)
+    net = lookalike.create("descriptor", "relation_net", **TINY_NET)
+    net_file = save_weights(net, tmp_path / "net.safetensors")
+    images, ids, cams = _crops()
+    head = lookalike.create("descriptor", "xqda", base=f"relation_net:{net_file}")
+    assert head.crop_size == (64, 32) and not any(p.requires_grad for p in head.parameters())
+    head.fit(images, ids, cams)
+    head.train()
+    assert not head.base.training  # the base stays frozen in eval mode
+    head.eval()
+    path = save_weights(head, tmp_path / "head.safetensors")
+    loaded = lookalike.create("descriptor", "xqda", weights=str(path))
+    assert loaded.fitted and loaded.dim == head.dim
+    torch.testing.assert_close(loaded(images[:2]), head(images[:2]))
+
+
+def test_bad_bases_and_inputs_are_refused():
+    with pytest.raises(OptionError, match="base"):
+        XQDAHead(base="")
+    with pytest.raises(OptionError, match="another xqda"):
+        XQDAHead(base="xqda")
+    with pytest.raises(OptionError, match="without weights"):
+        XQDAHead(base="relation_net")
+    with pytest.raises(LookalikeError):
+        XQDAHead(base="no-such-descriptor")
+    with pytest.raises(OptionError, match="lambda_reg"):
+        XQDAHead(base="stripe-hsv", lambda_reg=-1.0)
+    head = XQDAHead(base="stripe-hsv")
+    with pytest.raises(EmptyInputError):
+        head.fit(torch.rand(0, 3, 64, 32), [], [])
+    with pytest.raises(EmptyInputError):  # one camera only: no cross-view pair
+        head.fit(torch.rand(4, 3, 64, 32), [0, 0, 1, 1], [0, 0, 0, 0])
