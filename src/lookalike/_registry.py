@@ -227,6 +227,34 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name, (weights if sep else None)
 
 
+def check_component_spec(
+    spec: str, *, kind: str, field: str, container: str, allow_random: bool = False
+) -> tuple[str, str | None]:
+    """``(name, weights)`` of a spec that a composite (``container``) builds from, after the checks.
+
+    A composite cannot hold another of its own kind (``name == container``), and a learned component
+    (factory flag ``needs_weights``) needs weights unless ``allow_random``.
+
+    Raises:
+        OptionError: either rule broken; the message names ``field`` and the spec.
+        RegistryError: unknown name.
+
+    Example:
+        >>> check_component_spec("color-hist", kind="descriptor", field="members", container="ensemble")
+        ('color-hist', None)
+    """
+    name, weights = split_spec(spec)
+    if name == container:
+        raise OptionError(f"{field}: {container} cannot hold another {container} ({spec!r})")
+    learned = getattr(get_entry(kind, name).factory, "needs_weights", False)
+    if learned and weights is None and not allow_random:
+        raise OptionError(
+            f"{field}: {spec!r} is a learned network without weights; give {name}:WEIGHTS or "
+            "allow_random=True"
+        )
+    return name, weights
+
+
 def is_shipped(kind: str, spec: str) -> bool:
     """Whether ``spec`` (``name:weights``) is registered under ``kind`` with its weights file installed
     in the package (``lookalike/weights/``). Never downloads.

@@ -178,6 +178,23 @@ def _publish(tmp: Path, target: Path) -> None:
     tmp.replace(target)
 
 
+def _write_safetensors(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> Path:
+    """Write ``tensors`` with ``meta`` to ``path`` atomically (an interrupted save leaves no truncated
+    file there) with a user file's mode."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file(tensors, tmp_name, metadata=meta)
+        _publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _copy(src: Any, dst: Any, total: int, show: bool, label: str) -> None:
     if not show:
         shutil.copyfileobj(src, dst)
@@ -217,7 +234,6 @@ def save_weights(
     Returns:
         The path written (atomically, mode ``0666`` minus the umask).
     """
-    from safetensors.torch import save_file
 
     from lookalike._version import __version__
 
@@ -235,17 +251,22 @@ def save_weights(
         if key in tensors:
             raise WeightsError(f"extra tensor key {key!r} clashes with a model parameter")
         tensors[key] = value.detach().cpu().contiguous().clone()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    return _write_safetensors(tensors, meta, Path(path))
+
+
+def _open_safetensors(path: Path, *, tensors: bool) -> tuple[dict[str, str], dict[str, Any]]:
+    """Raw metadata (and the tensors when asked) of a safetensors file; errors name the file."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
     try:
-        save_file(tensors, tmp_name, metadata=meta)
-        _publish(tmp, path)  # an interrupted save never leaves a truncated file at ``path``
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            state = {key: fh.get_tensor(key) for key in fh.keys()} if tensors else {}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    return meta, state
 
 
 def store_float16(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
@@ -270,18 +291,9 @@ def store_float16(path: str | os.PathLike[str], out: str | os.PathLike[str] | No
         (torch.float16, 'float16')
     """
     import torch
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import save_file
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-            state = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    meta, state = _open_safetensors(path, tensors=True)
     limit = float(torch.finfo(torch.float16).max)
     for key, value in state.items():
         if value.dtype == torch.float32:
@@ -291,31 +303,13 @@ def store_float16(path: str | os.PathLike[str], out: str | os.PathLike[str] | No
                 )
             state[key] = value.half()
     meta["storage"] = "float16"
-    target = Path(out) if out is not None else path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        save_file(state, tmp_name, metadata=meta)
-        _publish(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return _write_safetensors(state, meta, Path(out) if out is not None else path)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Metadata of a safetensors file, with ``kwargs``/``training`` decoded from JSON."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    meta, _ = _open_safetensors(path, tensors=False)
     for key in ("kwargs", "training"):
         if key in meta:
             try:

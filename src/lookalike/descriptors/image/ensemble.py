@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lookalike._registry import create, get_entry, register, split_spec
+from lookalike._registry import check_component_spec, create, register, split_spec
 from lookalike.core.errors import DataNotFoundError, OptionError, ShapeError
 from lookalike.descriptors._base import Descriptor, InputSpec
 
@@ -107,15 +107,13 @@ class EnsembleDescriptor(Descriptor):
                 f"members: expected a non-empty list of descriptor specs, got {members!r}"
             )
         for spec in members:
-            name, weights = split_spec(spec)
-            if name == "ensemble":
-                raise OptionError("members: an ensemble cannot hold another ensemble")
-            learned = getattr(get_entry("descriptor", name).factory, "needs_weights", False)
-            if learned and weights is None and not allow_random:
-                raise OptionError(
-                    f"members: {spec!r} is a learned network without weights; give {name}:WEIGHTS "
-                    f"or allow_random=True"
-                )
+            check_component_spec(
+                spec,
+                kind="descriptor",
+                field="members",
+                container="ensemble",
+                allow_random=allow_random,
+            )
         self.members = nn.ModuleList(create("descriptor", spec) for spec in members)
         self.specs = list(members)
         self.families: dict[str, list[int]] = {}

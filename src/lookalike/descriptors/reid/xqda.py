@@ -40,7 +40,7 @@ from lookalike.descriptors._base import Descriptor, InputSpec
 from lookalike.descriptors._functional import normalize_descriptors
 from lookalike.descriptors.reid.lomo import LOMO_DIM, lomo_features, to_lomo_crops
 
-__all__ = ["LomoXQDA", "XQDAModel", "fit_xqda", "xqda_distances"]
+__all__ = ["FittedProjection", "LomoXQDA", "XQDAModel", "fit_xqda", "xqda_distances"]
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,34 @@ def xqda_distances(model: XQDAModel, query: Any, gallery: Any) -> np.ndarray:
     return (qm * q).sum(1)[:, None] + (gm * g).sum(1)[None, :] - qm @ g.T - q @ model.metric.T @ g.T
 
 
+class FittedProjection:
+    """Mixin of the XQDA descriptors: a ``projection`` buffer ``(d, r)``, empty (``r = 0``) until fitted.
+
+    Loading a file takes the saved projection's width (the fitted dimension), both through
+    :func:`~lookalike.core.weights.load_weights` (``adapt_state_dict``) and ``load_state_dict``.
+    """
+
+    projection: torch.Tensor
+
+    @property
+    def fitted(self) -> bool:
+        """Whether ``fit`` (or loading fitted weights) set a projection."""
+        return self.projection.shape[1] > 0
+
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Take the shape of a saved projection (its width is the fitted dimension)."""
+        saved = state.get("projection")
+        if saved is not None and saved.ndim == 2 and saved.shape[0] == self.projection.shape[0]:
+            self.projection = torch.zeros_like(saved, device=self.projection.device)
+        return state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        self.adapt_state_dict({"projection": state_dict.get(prefix + "projection")})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
+
+
 @register("descriptor", "lomo-xqda")
-class LomoXQDA(Descriptor):
+class LomoXQDA(FittedProjection, Descriptor):
     """LOMO + XQDA: ``(B, 3, H, W)`` crops to rows of the fitted XQDA embedding (see module docstring).
 
     Example:
@@ -175,24 +201,8 @@ class LomoXQDA(Descriptor):
         self.register_buffer("projection", torch.zeros(LOMO_DIM, 0))
 
     @property
-    def fitted(self) -> bool:
-        """Whether :meth:`fit` (or loading fitted weights) set a projection."""
-        return self.projection.shape[1] > 0
-
-    @property
     def dim(self) -> int:  # type: ignore[override]
         return self.projection.shape[1] if self.fitted else LOMO_DIM
-
-    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Take the shape of a saved projection (its width is the fitted dimension)."""
-        saved = state.get("projection")
-        if saved is not None and saved.ndim == 2 and saved.shape[0] == LOMO_DIM:
-            self.projection = torch.zeros_like(saved, device=self.projection.device)
-        return state
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        self.adapt_state_dict({"projection": state_dict.get(prefix + "projection")})
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def fit(self, images: torch.Tensor, ids: Any, cams: Any, *, batch_size: int = 256) -> LomoXQDA:

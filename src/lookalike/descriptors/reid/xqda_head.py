@@ -24,18 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from lookalike._registry import create, get_entry, register, split_spec
+from lookalike._registry import check_component_spec, create, register
 from lookalike.core.check import check_positive
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.descriptors._base import Descriptor
 from lookalike.descriptors._functional import normalize_descriptors
-from lookalike.descriptors.reid.xqda import fit_xqda
+from lookalike.descriptors.reid.xqda import FittedProjection, fit_xqda
 
 __all__ = ["XQDAHead"]
 
 
 @register("descriptor", "xqda")
-class XQDAHead(Descriptor):
+class XQDAHead(FittedProjection, Descriptor):
     """XQDA on a base descriptor's rows (see the module docstring).
 
     Args:
@@ -64,15 +64,9 @@ class XQDAHead(Descriptor):
             raise OptionError(
                 f"base: expected a descriptor spec such as 'relation_net:W', got {base!r}"
             )
-        name, weights = split_spec(base)
-        if name == "xqda":
-            raise OptionError("base: an xqda head cannot sit on another xqda head")
-        learned = getattr(get_entry("descriptor", name).factory, "needs_weights", False)
-        if learned and weights is None and not allow_random:
-            raise OptionError(
-                f"base: {base!r} is a learned descriptor without weights; give {name}:WEIGHTS or "
-                "allow_random=True"
-            )
+        check_component_spec(
+            base, kind="descriptor", field="base", container="xqda", allow_random=allow_random
+        )
         check_positive(lambda_reg, "lambda_reg", strict=False)
         self.base = create("descriptor", base).eval()
         for param in self.base.parameters():
@@ -87,11 +81,6 @@ class XQDAHead(Descriptor):
         return tuple(getattr(self.base, "crop_size", (256, 128)))  # type: ignore[return-value]
 
     @property
-    def fitted(self) -> bool:
-        """Whether :meth:`fit` (or loading fitted weights) set a projection."""
-        return self.projection.shape[1] > 0
-
-    @property
     def dim(self) -> int:  # type: ignore[override]
         return self.projection.shape[1] if self.fitted else int(self.base.dim)
 
@@ -100,17 +89,6 @@ class XQDAHead(Descriptor):
         super().train(mode)
         self.base.eval()
         return self
-
-    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Take the shape of a saved projection (its width is the fitted dimension)."""
-        saved = state.get("projection")
-        if saved is not None and saved.ndim == 2 and saved.shape[0] == self.projection.shape[0]:
-            self.projection = torch.zeros_like(saved, device=self.projection.device)
-        return state
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        self.adapt_state_dict({"projection": state_dict.get(prefix + "projection")})
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def base_rows(self, images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
