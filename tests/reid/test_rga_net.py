@@ -98,15 +98,30 @@ def test_plain_baseline_has_no_attention():
     assert all(not hasattr(m, "channel") and hasattr(m, "spatial") for m in spatial_only.attention)
 
 
-def test_attention_changes_the_descriptor():
+def _gates(net):
+    from lookalike.layers.rga import _RelationGate
+
+    return [m for m in net.modules() if isinstance(m, _RelationGate)]
+
+
+def test_gates_start_at_one_half_and_attention_changes_the_descriptor_once_trained():
     torch.manual_seed(0)
     net = RGANet(backbone="resnet18", width=0.25, input_size=(64, 32)).eval()
     x = torch.rand(2, 3, 64, 32)
+    gates = _gates(net)
+    assert len(gates) == 8  # RGA-S and RGA-C after each of the four stages
     with torch.no_grad():
+        # a fresh gate is one scale (0.5) for every node: the descriptor equals the plain trunk's
+        # (the first RGA-S gate: 16 channels at 16 x 8 positions = 128 nodes)
+        assert torch.all(gates[0](torch.rand(2, 16, 128, 1)) == 0.5)
         with_rga = net(x)
-        net.attention = torch.nn.ModuleList(torch.nn.Identity() for _ in range(4))
-        without = net(x)
-    assert (with_rga - without).abs().max() > 1e-3
+        plain = RGANet(backbone="resnet18", width=0.25, input_size=(64, 32)).eval()
+        plain.load_state_dict(net.state_dict())
+        plain.attention = torch.nn.ModuleList(torch.nn.Identity() for _ in range(4))
+        torch.testing.assert_close(with_rga, plain(x), atol=1e-5, rtol=1e-4)
+        for gate in gates:  # gates that learned something (a random scale per node)
+            torch.nn.init.normal_(gate.gate[1][1].weight)
+        assert (net(x) - plain(x)).abs().max() > 1e-3
 
 
 def test_backbone_weights_from_a_local_file(tmp_path):
