@@ -12,6 +12,7 @@ from lookalike.core.errors import LookalikeError, OptionError
 from lookalike.data import bundled_photos
 from lookalike.descriptors.describe import describe_patches
 from lookalike.matching.describe import (
+    FUSED_CPU_BATCH,
     NETWORK_EXTENT,
     PatchDescriber,
     create_describer,
@@ -85,6 +86,26 @@ def test_patch_describer_batches_and_keeps_every_keypoint(gray, kps):
     with torch.no_grad():
         direct = model.eval()(describer.patches(gray, kps))
     torch.testing.assert_close(one.descriptors, direct)
+
+
+def test_default_batch_size_small_for_fused_networks_on_the_cpu(gray, kps):
+    import lookalike
+
+    net = lookalike.create("descriptor", "hardnet", weights="bundled")
+    fused = PatchDescriber(net, fuse=True, precision="float32")
+    assert fused.batch_size == FUSED_CPU_BATCH == 128
+    assert PatchDescriber(net).batch_size == 1024  # unfused: one pass per 1024 patches
+    assert PatchDescriber(net, fuse=True, batch_size=4096).batch_size == 4096
+    # the batch size changes the speed, not the descriptors
+    big = PatchDescriber(net, fuse=True, precision="float32", batch_size=4096)
+    torch.testing.assert_close(
+        fused.describe_keypoints(gray, kps).descriptors,
+        big.describe_keypoints(gray, kps).descriptors,
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    with pytest.raises(OptionError, match="batch_size"):
+        PatchDescriber(net, batch_size=0)
 
 
 class ModeSensitive(TinyDescriptor):

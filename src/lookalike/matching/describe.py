@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from lookalike.matching.keypoints import Keypoints
 
 __all__ = [
+    "FUSED_CPU_BATCH",
     "NETWORK_EXTENT",
     "PRECISIONS",
     "Features",
@@ -94,6 +95,12 @@ class Features:
         return len(self.keypoints)
 
 
+#: Patches per forward pass of a fused network on the CPU. Small batches keep each layer's activations
+#: in cache: 4,096 HardNet patches in bfloat16 on 2 threads took 0.83-1.04 s in batches of 128 against
+#: 1.41-1.44 s in batches of 1,024 (and 1.74-1.95 s against 2.7-2.8 s in float32), same run.
+FUSED_CPU_BATCH = 128
+
+
 class PatchDescriber:
     """A patch descriptor network applied to pyramid patches around keypoints.
 
@@ -101,7 +108,8 @@ class PatchDescriber:
         model: an ``nn.Module`` mapping ``(B, 1, P, P)`` in [0, 1] to ``(B, D)``, with ``patch_size``.
         name: label for reports.
         extent: patch half-width in units of ``size / 2`` (see the module Convention).
-        batch_size: patches per forward pass.
+        batch_size: patches per forward pass; default :data:`FUSED_CPU_BATCH` for a fused network on
+            the CPU (activations that stay in cache), 1024 otherwise.
         level_bias: pyramid level bias of :func:`~lookalike.matching.patches.extract_patches`.
         fuse: describe with ``model.fuse_for_inference(...)`` (a frozen copy made here; module
             Convention). ``compile=True`` implies it.
@@ -129,7 +137,7 @@ class PatchDescriber:
         *,
         name: str | None = None,
         extent: float | None = None,
-        batch_size: int = 1024,
+        batch_size: int | None = None,
         level_bias: float = 0.0,
         fuse: bool = False,
         precision: str = "auto",
@@ -140,14 +148,20 @@ class PatchDescriber:
         self.patch_size = int(getattr(model, "patch_size", 32))
         self.extent = float(extent if extent is not None else default_extent(model, self.name))
         check_positive(self.extent, "extent")
-        check_positive(batch_size, "batch_size")
+        if batch_size is not None:
+            check_positive(batch_size, "batch_size")
         check_option(precision, PRECISIONS, "precision")
-        self.batch_size = int(batch_size)
         self.level_bias = float(level_bias)
         self.precision = precision
         self.fused = bool(fuse or compile)
         #: what describes the patches: the fused copy, or the model itself
         self.network = _fused(model, self.name, precision, compile) if self.fused else model
+        if batch_size is None:
+            from lookalike.descriptors.describe import module_device
+
+            on_cpu = module_device(self.network).type == "cpu"
+            batch_size = FUSED_CPU_BATCH if self.fused and on_cpu else 1024
+        self.batch_size = int(batch_size)
 
     def __repr__(self) -> str:
         fused = f", fused={self.network.dtype}" if self.fused else ""
