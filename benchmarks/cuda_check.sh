@@ -41,7 +41,7 @@ train() {  # train NAME CONFIG [OVERRIDES...]: one recipe on $DEVICE, weights co
     (
         start=$(date +%s)
         timeout "$TRAIN_TIMEOUT" "$PY" -m lookalike.cli.main train --config "$config" --quiet \
-            "device=$DEVICE" threads=4 "out_dir=$RUNS/$name" "name=$name" "$@" "${steps[@]}" \
+            "device=$DEVICE" threads=4 "out_dir=$RUNS/$name" "$@" "${steps[@]}" \
             >"$RUNS/$name.log" 2>&1
         code=$?
         weights=$(find "$RUNS/$name" -name weights.safetensors | head -1)
