@@ -234,7 +234,6 @@ def save_weights(
     Returns:
         The path written (atomically, mode ``0666`` minus the umask).
     """
-
     from lookalike._version import __version__
 
     recorded = getattr(model, "_lookalike_registry", None) or {}
