@@ -21,6 +21,7 @@ __all__ = [
     "BUNDLED_PHOTOS",
     "HELD_OUT_PHOTOS",
     "Photo",
+    "bundled_gray",
     "bundled_photos",
     "list_bundled_photos",
     "stereo_pair",
@@ -130,6 +131,24 @@ def bundled_photos(names: list[str] | None = None) -> list[Photo]:
     for name in chosen:
         check_option(name, BUNDLED_PHOTOS, "photo name")
     return [_load(name) for name in chosen]
+
+
+def bundled_gray(name: str, max_side: int) -> np.ndarray:
+    """``(H, W)`` float32 gray bundled photo in [0, 1], shrunk (area averaging) to ``max_side``.
+
+    Example:
+        >>> bundled_gray("camera", 256).shape, bundled_gray("camera", 1024).shape
+        ((256, 256), (512, 512))
+    """
+    import cv2
+
+    gray = bundled_photos([name])[0].gray_array
+    side = max(gray.shape)
+    if side > max_side:
+        f = max_side / side
+        size = (round(gray.shape[1] * f), round(gray.shape[0] * f))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(gray, dtype=np.float32)
 
 
 def stereo_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

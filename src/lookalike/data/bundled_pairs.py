@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset
 from lookalike._registry import register
 from lookalike.core.check import check_option, check_positive
 from lookalike.core.errors import EmptyInputError, LookalikeError, OptionError
-from lookalike.data.bundled import BUNDLED_PHOTOS, HELD_OUT_PHOTOS, bundled_photos
+from lookalike.data.bundled import BUNDLED_PHOTOS, HELD_OUT_PHOTOS, bundled_gray
 from lookalike.data.synth import (
     HPATCHES_JITTER,
     Jitter,
@@ -290,15 +290,7 @@ class BundledPairs(PairSource):
     def photo(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The cached ``(gray (H, W) float32, lafs (N, 2, 3))`` of a bundled photo (downscaled to ``max_side``)."""
         if name not in self._cache:
-            import cv2
-
-            gray = bundled_photos([name])[0].gray_array
-            side = max(gray.shape)
-            if side > self.max_side:
-                f = self.max_side / side
-                size = (round(gray.shape[1] * f), round(gray.shape[0] * f))
-                gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-            gray = np.ascontiguousarray(gray, dtype=np.float32)
+            gray = bundled_gray(name, self.max_side)
             lafs = detect_lafs(gray, budget=self.keypoint_budget, mr_size=self.mr_size)
             self._cache[name] = (gray, lafs)
         return self._cache[name]

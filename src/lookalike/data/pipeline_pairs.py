@@ -35,14 +35,14 @@ import torch
 from lookalike._registry import register
 from lookalike.core.check import check_option, check_positive
 from lookalike.core.errors import EmptyInputError, OptionError
-from lookalike.data.bundled import BUNDLED_PHOTOS, bundled_photos
+from lookalike.data.bundled import BUNDLED_PHOTOS, bundled_gray
 from lookalike.data.bundled_pairs import VALIDATION_PHOTOS, PairSource, split_photos
 from lookalike.data.illumination import IlluminationRanges, random_illumination
 from lookalike.data.synth import (
     PhotometricRanges,
-    _circle_overlap,
     _inside_source,
     random_photometric,
+    suppress_overlaps,
 )
 from lookalike.descriptors._base import NETWORK_EXTENT
 from lookalike.geometry import (
@@ -187,15 +187,7 @@ def _thin(kps: Any, extent: float, max_overlap: float) -> np.ndarray:
     order = np.argsort(-kps.response, kind="stable")
     xy = kps.xy[order].astype(np.float64)
     radius = extent * kps.size[order].astype(np.float64) / 2.0
-    keep = np.ones(len(order), dtype=bool)
-    for a in range(len(order)):
-        if not keep[a]:
-            continue
-        rest = np.flatnonzero(keep[a + 1 :]) + a + 1
-        if rest.size:
-            d = np.linalg.norm(xy[rest] - xy[a], axis=1)
-            keep[rest[_circle_overlap(radius[a], radius[rest], d) > max_overlap]] = False
-    return np.sort(order[keep])
+    return np.sort(order[suppress_overlaps(xy, radius, max_overlap)])
 
 
 def _inside(kps: Any, H: np.ndarray, size: tuple[int, int], extent: float) -> np.ndarray:
@@ -317,15 +309,7 @@ class PipelinePairs(PairSource):
     def photo(self, name: str) -> np.ndarray:
         """The cached ``(H, W)`` float32 gray photo, downscaled to ``max_side``."""
         if name not in self._cache:
-            import cv2
-
-            gray = bundled_photos([name])[0].gray_array
-            side = max(gray.shape)
-            if side > self.max_side:
-                f = self.max_side / side
-                size = (round(gray.shape[1] * f), round(gray.shape[0] * f))
-                gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-            self._cache[name] = np.ascontiguousarray(gray, dtype=np.float32)
+            self._cache[name] = bundled_gray(name, self.max_side)
         return self._cache[name]
 
     def _photo_points(self, name: str) -> int:

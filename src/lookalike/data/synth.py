@@ -46,6 +46,7 @@ __all__ = [
     "lafs_inside",
     "random_jitter",
     "random_photometric",
+    "suppress_overlaps",
 ]
 
 
@@ -188,6 +189,27 @@ def _circle_overlap(r1: float, r2: np.ndarray, d: np.ndarray) -> np.ndarray:
     return inter / union
 
 
+def suppress_overlaps(xy: np.ndarray, radius: np.ndarray, max_overlap: float) -> np.ndarray:
+    """Greedy suppression of circular regions, strongest first: ``(N,)`` boolean mask of the kept ones.
+
+    ``xy`` ``(N, 2)`` centres and ``radius`` ``(N,)`` radii are in decreasing strength; a region is
+    dropped when its overlap (intersection over union) with a stronger kept one exceeds ``max_overlap``.
+
+    Example:
+        >>> suppress_overlaps(np.array([[0.0, 0.0], [0.5, 0.0], [9.0, 0.0]]), np.ones(3), 0.5)
+        array([ True, False,  True])
+    """
+    keep = np.ones(len(xy), dtype=bool)
+    for i in range(len(xy)):
+        if not keep[i]:
+            continue
+        rest = np.flatnonzero(keep[i + 1 :]) + i + 1
+        if rest.size:
+            d = np.linalg.norm(xy[rest] - xy[i], axis=1)
+            keep[rest[_circle_overlap(radius[i], radius[rest], d) > max_overlap]] = False
+    return keep
+
+
 def detect_lafs(
     gray: np.ndarray, *, budget: int = 1000, mr_size: float = 6.0, max_overlap: float = 0.5
 ) -> np.ndarray:
@@ -228,14 +250,7 @@ def detect_lafs(
     xy = np.array([k.pt for k in kps], dtype=np.float64)
     radius = np.array([mr_size * k.size / 2.0 for k in kps], dtype=np.float64)
     angle = np.radians(-np.array([k.angle for k in kps], dtype=np.float64))
-    keep = np.ones(len(kps), dtype=bool)
-    for i in range(len(kps)):
-        if not keep[i]:
-            continue
-        rest = np.flatnonzero(keep[i + 1 :]) + i + 1
-        if rest.size:
-            d = np.linalg.norm(xy[rest] - xy[i], axis=1)
-            keep[rest[_circle_overlap(radius[i], radius[rest], d) > max_overlap]] = False
+    keep = suppress_overlaps(xy, radius, max_overlap)
     xy, radius, angle = xy[keep], radius[keep], angle[keep]
     cos, sin = np.cos(angle), np.sin(angle)
     # kornia: A = s * [[cos, sin], [-sin, cos]] for an orientation counter-clockwise on screen

@@ -18,6 +18,7 @@ from torch import nn
 
 from lookalike._registry import register
 from lookalike.core.errors import OptionError
+from lookalike.descriptors.image._backbone import check_counts
 from lookalike.descriptors.reid._backbone import ReidNetwork, resnet_stages
 from lookalike.layers.rga import RGAModule
 
@@ -26,9 +27,7 @@ __all__ = ["RGANet"]
 
 def _clipped(channels: int, size: tuple[int, int], reduction: int, gate: int) -> dict[str, int]:
     """RGA ratios clipped so that every embedding of a small feature map keeps a channel."""
-    for name, value in (("reduction", reduction), ("gate_reduction", gate)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
+    check_counts(reduction=reduction, gate_reduction=gate)
     smallest = min(channels, size[0] * size[1])
     reduction = min(reduction, smallest)
     return {"reduction": reduction, "gate_reduction": min(gate, 1 + smallest // reduction)}
@@ -118,8 +117,7 @@ class RGANet(ReidNetwork):
             for i, c in enumerate(net.channels)
         )
         channels = net.channels[-1]
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
-            raise OptionError(f"dim: expected an integer >= 1, got {dim!r}")
+        check_counts(dim=dim, optional=("dim",))
         self.dim = dim or channels
         self.project = nn.Linear(channels, self.dim, bias=False) if self.dim != channels else None
         self.neck = nn.BatchNorm1d(self.dim)
