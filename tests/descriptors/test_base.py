@@ -79,6 +79,22 @@ def test_flat_rows_is_exact():
     assert flat_rows(x).tolist() == [True, False, False]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.bool])
+def test_flat_rows_equals_the_all_equal_oracle(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 1, 5, 5, generator=g) * 3).floor()
+    x[::3] = x[::3, :, :1, :1]  # every third sample constant
+    x = x.to(dtype)
+    if dtype.is_floating_point:
+        x[1, 0, 0, 0] = float("nan")  # a NaN makes a sample non-flat
+        x[4] = 0.0
+        x[4, 0, 1, 1] = -0.0  # -0.0 == 0.0: still flat
+    rows = x.reshape(64, -1)
+    assert torch.equal(flat_rows(x), (rows == rows[:, :1]).all(dim=1))
+    assert flat_rows(x[:0]).shape == (0,)
+    assert flat_rows(torch.zeros(3, 0)).tolist() == [True, True, True]
+
+
 def test_patch_nets_split_into_features_and_head():
     net = lookalike.create("descriptor", "hardnet8").eval()
     x = torch.rand(4, 1, 32, 32)

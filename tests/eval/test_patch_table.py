@@ -74,9 +74,12 @@ def toy_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def toy_table(toy_root):
+    from lookalike.eval.protocols.describers import TorchPatchDescriber
+
+    sift41 = TorchPatchDescriber(lookalike.create("descriptor", "sift", patch_size=41), name="sift-41")
     return run_patch_table(
         toy_root,
-        ["sift", "opencv-sift", "kornia-sift"],
+        ["sift", "opencv-sift", "kornia-sift", sift41],
         HPatchesOptions(400, 40, seed=0),
         budget=60,
     )
@@ -111,7 +114,7 @@ class Oracle:
 # ---------------------------------------------------------------- the table on a toy folder
 def test_table_rows_groups_and_files(toy_table, tmp_path):
     table = toy_table
-    assert [r.name for r in table.rows] == ["sift", "opencv-sift", "kornia-sift"]
+    assert [r.name for r in table.rows] == ["sift", "opencv-sift", "kornia-sift", "sift-41"]
     assert table.groups == ["hpatches-sequences", "oxford-affine"]
     assert sorted(table.sequences) == [
         "hpatches-sequences/v_astronaut",
@@ -128,13 +131,13 @@ def test_table_rows_groups_and_files(toy_table, tmp_path):
                     assert 0.0 <= row.value(task, level, group) <= 1.0
         assert row.value("matching", "easy") > 0.3  # a real descriptor on mild warps
         assert row.value("matching", "easy") >= row.value("matching", "tough")
-    # our SIFT is kornia's SIFT: same numbers
-    ours, theirs = table.row("sift"), table.row("kornia-sift")
+    # our SIFT at kornia's 41 pixels is kornia's SIFT: same numbers
+    ours, theirs = table.row("sift-41"), table.row("kornia-sift")
     for key, value in ours.results[ALL].items():
         assert theirs.results[ALL][key] == pytest.approx(value, abs=2e-3), key
     paths = write_patch_table(table, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
-    assert [r["name"] for r in data["rows"]] == ["sift", "opencv-sift", "kornia-sift"]
+    assert [r["name"] for r in data["rows"]] == ["sift", "opencv-sift", "kornia-sift", "sift-41"]
     assert data["rows"][1]["results"]["oxford-affine"]["matching/easy"] == pytest.approx(
         table.row("opencv-sift").value("matching", "easy", "oxford-affine")
     )

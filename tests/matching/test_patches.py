@@ -14,6 +14,7 @@ from lookalike.matching.patches import (
     image_to_tensor,
     keypoints_to_laf,
     laf_to_keypoints,
+    pyramid_levels,
 )
 
 
@@ -92,6 +93,40 @@ def test_matches_kornia_pyramid_level_choice():
     ours = extract_patches(image, lafs, 32)
     ref = KF.extract_patches_from_pyramid(image, lafs, PS=32).view(-1, 1, 32, 32)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 257, 190), (2, 3, 33, 20)])
+def test_pyramid_levels_equal_kornia_pyrdown(dtype, shape):
+    from kornia.geometry.transform import pyrdown
+
+    image = torch.rand(*shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    levels = pyramid_levels(image, 3)
+    expected = [image]
+    while len(expected) < 3 and min(expected[-1].shape[-2:]) // 2 >= 16:
+        expected.append(pyrdown(expected[-1]))
+    assert [lv.shape for lv in levels] == [e.shape for e in expected]
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    for ours, ref in zip(levels, expected):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=tol)
+
+
+def test_two_images_many_levels_equal_kornia_per_image():
+    """Grouping LAFs by (image, level) returns every patch in its input order."""
+    import kornia.feature as KF
+
+    g = torch.Generator().manual_seed(4)
+    image = torch.rand(2, 1, 200, 220, generator=g)
+    centres = torch.rand(2, 40, 2, generator=g) * 150 + 25
+    sizes = torch.rand(2, 40, generator=g) * 60 + 2  # levels 0 to 2 for 32-pixel patches
+    lafs = torch.cat([torch.diag_embed(torch.stack([sizes, sizes], -1)), centres[..., None]], -1)
+    lafs[1, 7, 0, 2] = float("inf")  # a non-finite LAF: zero patch, the rest unaffected
+    ours = extract_patches(image, lafs, 32).view(2, 40, 1, 32, 32)
+    for b in range(2):
+        keep = torch.isfinite(lafs[b]).flatten(1).all(1)
+        ref = KF.extract_patches_from_pyramid(image[b : b + 1], lafs[b : b + 1, keep], PS=32)
+        torch.testing.assert_close(ours[b, keep], ref[0], rtol=1e-4, atol=1e-4)
+    assert torch.all(ours[1, 7] == 0)
 
 
 def test_pyramid_reduces_aliasing():

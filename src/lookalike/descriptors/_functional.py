@@ -6,6 +6,8 @@ underflow, and a half-precision norm of a tiny row is mostly rounding noise.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -31,8 +33,11 @@ def flat_rows(x: torch.Tensor) -> torch.Tensor:
         >>> flat_rows(x).tolist()
         [True, False]
     """
-    rows = x.detach().reshape(x.shape[0], -1)
-    return (rows == rows[:, :1]).all(dim=1)
+    rows = x.detach().reshape(x.shape[0], math.prod(x.shape[1:]))
+    if rows.shape[1] == 0 or rows.dtype == torch.bool:
+        return (rows == rows[:, :1]).all(dim=1)
+    low, high = torch.aminmax(rows, dim=1)  # one pass, no (B, D) mask; NaN rows are not flat
+    return low == high
 
 
 def zero_rows(desc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -133,27 +133,6 @@ def _constant(norms: torch.Tensor) -> bool:
     return hi - lo <= tol * max(hi, 1e-30)
 
 
-def _merge_top(
-    best: tuple[torch.Tensor, torch.Tensor] | None,
-    values: torch.Tensor,
-    index: torch.Tensor,
-    k: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the ``k`` largest of two ``(k', N)`` candidate lists along dim 0 (earlier wins ties)."""
-    import torch
-
-    if best is None:
-        return values, index
-    if k == 1:
-        better = values > best[0]
-        return torch.where(better, values, best[0]), torch.where(better, index, best[1])
-    all_values = torch.cat([best[0], values], dim=0)
-    all_index = torch.cat([best[1], index], dim=0)
-    # stable sort, so that equal scores keep the earlier (lower) index first
-    order = torch.sort(all_values, dim=0, descending=True, stable=True).indices[:k]
-    return all_values.gather(0, order), all_index.gather(0, order)
-
-
 def _top_torch(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -166,7 +145,9 @@ def _top_torch(
     """Squared distances and indices of the ``k`` nearest neighbours, both directions, blockwise.
 
     One matrix product per block of rows; the block's row and column maxima are taken while it
-    is still in cache (a block of about 32 MB), and column maxima are merged across blocks.
+    is still in cache (a block of about 32 MB), and column maxima are merged across blocks. For
+    ``k_cols > 1`` the columns' neighbours come from a second pass with the roles swapped: top-k along
+    a row was 3x faster than down a column (7 vs 23 ms for 2048 x 2048 on 2 cores).
 
     Returns ``(d2_rows (N0, k_rows), idx_rows, d2_cols (N1, k_cols), idx_cols)``; for
     ``k_cols == 1`` only ``idx_cols`` (the owner row of each column, -1 if none is mutual) is filled.
@@ -180,7 +161,6 @@ def _top_torch(
     block_size = min(block_size, n0)
     row_vals = x.new_empty(n0, k_rows)
     row_idx = torch.empty(n0, k_rows, dtype=torch.long, device=x.device)
-    col_best: tuple[torch.Tensor, torch.Tensor] | None = None
     col_max: torch.Tensor | None = None
     yt = y.t()
     buffer = x.new_empty(block_size, n1)
@@ -204,10 +184,7 @@ def _top_torch(
             if k_cols == 1:  # values only (twice as fast as max with indices), owner found below
                 cmax = score.amax(dim=0)
                 col_max = cmax if col_max is None else torch.maximum(col_max, cmax)
-            else:
-                kk = min(k_cols, stop - start)
-                cv, ci = torch.topk(score, kk, dim=0, sorted=True)
-                col_best = _merge_top(col_best, cv, ci + start, k_cols)
+            # k_cols > 1: a second pass below (top-k down a column is 3x slower than along a row)
     # scores back to squared distances
     if unit:
         d2_rows = (nx.unsqueeze(1) + ny[row_idx] - 2.0 * row_vals).clamp_(min=0)
@@ -223,14 +200,10 @@ def _top_torch(
         owner.scatter_reduce_(0, nn01[rows], rows, reduce="amin")
         owner[owner == n0] = -1
         return d2_rows, row_idx, d2_rows.new_zeros(n1, 0), owner.unsqueeze(1)
-    if col_best is None:
+    if k_cols == 0:
         return d2_rows, row_idx, d2_rows.new_zeros(n1, 0), row_idx.new_zeros(n1, 0)
-    cv, ci = col_best[0].t(), col_best[1].t()
-    if unit:
-        d2_cols = (ny.unsqueeze(1) + nx[ci] - 2.0 * cv).clamp_(min=0)
-    else:
-        d2_cols = (ny.unsqueeze(1) - cv).clamp_(min=0)
-    return d2_rows, row_idx, d2_cols, ci
+    d2_cols, col_idx, _, _ = _top_torch(y, x, ny, nx, k_cols, 0, block_size)
+    return d2_rows, row_idx, d2_cols, col_idx
 
 
 def _top_faiss(

@@ -65,36 +65,66 @@ def image_to_tensor(image: Any, *, device: Any = None, dtype: Any = None) -> tor
     return tensor.to(dtype or torch.float32).div_(255.0)[None, None]
 
 
-def pyramid_levels(image: torch.Tensor, count: int) -> list[torch.Tensor]:
-    """Level 0 (the image) and up to ``count - 1`` ``pyrdown`` levels (shorter side >= 16 px)."""
+_PYRAMID_TAPS = (1.0 / 16, 4.0 / 16, 6.0 / 16, 4.0 / 16, 1.0 / 16)  # kornia's 5 x 5 kernel, separable
+
+
+def _pyrdown(image: torch.Tensor) -> torch.Tensor:
+    """kornia's ``pyrdown`` (5 x 5 binomial blur with reflected borders, bilinear half-size resize).
+
+    On the CPU in float32/float64 the blur runs as OpenCV's separable filter (``BORDER_REFLECT_101``
+    is kornia's ``"reflect"``): the same values to float rounding, about 15x faster than a
+    single-channel ``conv2d``; elsewhere kornia's own function.
+    """
+    import torch
+    import torch.nn.functional as F
     from kornia.geometry.transform import pyrdown
 
+    H, W = image.shape[-2:]
+    cpu_float = image.device.type == "cpu" and image.dtype in (torch.float32, torch.float64)
+    if not cpu_float or image.requires_grad or min(H, W) < 3:
+        return pyrdown(image)
+    import cv2
+
+    taps = np.asarray(_PYRAMID_TAPS, dtype=np.float32 if image.dtype == torch.float32 else np.float64)
+    planes = np.ascontiguousarray(image.detach().reshape(-1, H, W).numpy())
+    blurred = np.stack(
+        [cv2.sepFilter2D(p, -1, taps, taps, borderType=cv2.BORDER_REFLECT_101) for p in planes]
+    )
+    x = torch.from_numpy(blurred).view(image.shape)
+    return F.interpolate(x, size=(H // 2, W // 2), mode="bilinear", align_corners=False)
+
+
+def pyramid_levels(image: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """Level 0 (the image) and up to ``count - 1`` ``pyrdown`` levels (shorter side >= 16 px)."""
     levels = [image]
     while len(levels) < count and min(levels[-1].shape[-2:]) // 2 >= _MIN_LEVEL_SIDE:
-        levels.append(pyrdown(levels[-1]))
+        levels.append(_pyrdown(levels[-1]))
     return levels
 
 
 def _patch_grid(lafs: torch.Tensor, h: int, w: int, patch_size: int) -> torch.Tensor:
-    """``(B, N, P, P, 2)`` ``grid_sample`` coordinates (``align_corners=False``) of every cell.
+    """``(n, P * P, 2)`` contiguous ``grid_sample`` coordinates (``align_corners=False``) of the cells
+    of ``(n, 2, 3)`` LAFs.
 
     The map from cell coordinates ``u`` to ``grid_sample``'s ``(2 (c + A u) + 1) / size - 1`` is
-    affine, so all cells of all LAFs come out of one ``(P*P, 3) @ (3, 2 B N)`` product (a view,
-    not contiguous).
+    affine, so all cells of all LAFs come out of one ``(n, 6) @ (6, P * P * 2)`` product: row
+    ``(i, j)`` of the right factor spreads coefficient ``theta[i, j]`` over output coordinate ``i``.
     """
     import torch
 
-    B, N = lafs.shape[:2]
+    n = lafs.shape[0]
     P = patch_size
     u = (2.0 * torch.arange(P, dtype=lafs.dtype, device=lafs.device) + 1.0) / P - 1.0
     uy, ux = torch.meshgrid(u, u, indexing="ij")
-    cells = torch.stack([ux, uy, torch.ones_like(ux)], dim=-1).view(P * P, 3)
+    cells = torch.stack([ux, uy, torch.ones_like(ux)]).view(3, P * P)
+    spread = cells.new_zeros(2, 3, P * P, 2)
+    spread[0, :, :, 0] = cells
+    spread[1, :, :, 1] = cells
     size = torch.tensor([float(w), float(h)], dtype=lafs.dtype, device=lafs.device)
-    linear = 2.0 * lafs[..., :2] / size.view(2, 1)  # (B, N, 2, 2)
-    shift = (2.0 * lafs[..., 2] + 1.0) / size - 1.0  # (B, N, 2)
-    theta = torch.cat([linear, shift.unsqueeze(-1)], dim=-1)  # (B, N, 2, 3)
-    grid = cells @ theta.reshape(B * N * 2, 3).t()  # (P*P, B*N*2)
-    return grid.view(P, P, B, N, 2).permute(2, 3, 0, 1, 4)
+    linear = 2.0 * lafs[..., :2] / size.view(2, 1)  # (n, 2, 2)
+    shift = (2.0 * lafs[..., 2] + 1.0) / size - 1.0  # (n, 2)
+    theta = torch.cat([linear, shift.unsqueeze(-1)], dim=-1)  # (n, 2, 3)
+    return (theta.reshape(n, 6) @ spread.view(6, P * P * 2)).view(n, P * P, 2)
 
 
 def extract_patches(
@@ -145,7 +175,6 @@ def extract_patches(
     lafs = lafs.to(device=image.device, dtype=torch.promote_types(image.dtype, torch.float32))
     finite = torch.isfinite(lafs).flatten(2).all(-1)  # (B, N)
     lafs = torch.where(finite[..., None, None], lafs, torch.zeros_like(lafs))
-    grid = _patch_grid(lafs, H, W, P)
     if pyramid:
         A = lafs[..., :2]
         scale = (A[..., 0, 0] * A[..., 1, 1] - A[..., 0, 1] * A[..., 1, 0]).abs().sqrt()
@@ -157,19 +186,23 @@ def extract_patches(
         levels = [image]
         level = torch.zeros(B, N, dtype=torch.long, device=image.device)
     sample = image.dtype if image.dtype in (torch.float32, torch.float64) else torch.float32
-    out = out.view(B, N, C, P, P)
-    for index, img in enumerate(levels):
-        for b in range(B):
-            chosen = torch.nonzero((level[b] == index) & finite[b]).view(-1)
-            if chosen.numel() == 0:
-                continue
-            g = grid[b, chosen].reshape(1, chosen.numel() * P, P, 2).to(sample)
-            values = F.grid_sample(
-                img[b : b + 1].to(sample),
-                g,
-                mode="bilinear",
-                padding_mode="border",
-                align_corners=False,
-            )  # (1, C, n * P, P)
-            out[b, chosen] = values.view(C, chosen.numel(), P, P).transpose(0, 1).to(image.dtype)
+    # LAFs grouped by (image, level): one grid_sample per group, written to the output in place
+    key = torch.where(finite, level + torch.arange(B, device=image.device).view(B, 1) * len(levels), -1)
+    key = key.view(-1)
+    order = torch.argsort(key, stable=True)
+    counts = torch.bincount(key + 1, minlength=B * len(levels) + 1).tolist()
+    flat_lafs = lafs.view(B * N, 2, 3)
+    out = out.view(B * N, C, P, P)
+    start = counts[0]  # non-finite LAFs first: their patches stay zero
+    for group, count in enumerate(counts[1:]):
+        if count == 0:
+            continue
+        chosen = order[start : start + count]
+        start += count
+        b, index = divmod(group, len(levels))
+        img = levels[index][b : b + 1].to(sample)
+        grid = _patch_grid(flat_lafs[chosen], H, W, P).to(sample).view(1, count * P, P, 2)
+        values = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        values = values.view(C, count, P, P).transpose(0, 1).to(image.dtype)  # (count, C, P, P)
+        out.index_copy_(0, chosen, values)
     return out.view(B * N, C, P, P)

@@ -72,8 +72,14 @@ class RootSIFTFrontEnd:
                 max_keypoints=self.max_keypoints,
                 max_size=self.max_size,
                 geometry="none",
+                # the patch size the shipped codebook was fitted with (the sift default was 41 then)
+                descriptor_options={"patch_size": VLAD_PATCH_SIZE},
             )
         return self._matcher.features(image).descriptors.float().cpu()
+
+
+#: RootSIFT patch side of the front end: ``vlad:bundled``'s codebook was fitted on 41-pixel patches.
+VLAD_PATCH_SIZE = 41
 
 
 def rootsift_front_end(max_keypoints: int, max_size: int) -> LocalDescriber:

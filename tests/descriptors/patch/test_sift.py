@@ -117,7 +117,7 @@ def test_registered_names_and_attributes():
     sift = lookalike.create("descriptor", "sift")
     root = lookalike.create("descriptor", "rootsift", patch_size=32)
     assert isinstance(sift, SIFTDescriptor) and isinstance(root, SIFTDescriptor)
-    assert (sift.patch_size, sift.dim, sift.in_channels, sift.rootsift) == (41, 128, 1, False)
+    assert (sift.patch_size, sift.dim, sift.in_channels, sift.rootsift) == (32, 128, 1, False)
     assert (root.patch_size, root.dim, root.rootsift) == (32, 128, True)
     assert not lookalike.create("descriptor", "rootsift", rootsift=False).rootsift
     assert SIFTDescriptor(num_ang_bins=6, num_spatial_bins=3).dim == 54
@@ -336,8 +336,8 @@ def test_constant_patch_gives_all_zero_descriptor(device, low, rootsift):
 @pytest.mark.parametrize("low", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
 def test_low_precision_inputs_close_to_float32(device, low):
     x = _rand(16, 41, seed=7, device=device).to(low)
-    out = SIFTDescriptor(rootsift=True).to(device)(x)
-    ref = SIFTDescriptor(rootsift=True).to(device)(x.float())
+    out = SIFTDescriptor(patch_size=41, rootsift=True).to(device)(x)
+    ref = SIFTDescriptor(patch_size=41, rootsift=True).to(device)(x.float())
     assert out.dtype == low and torch.isfinite(out).all()
     assert _max_diff(out, ref) <= 1e-2
     assert _max_diff(out.float().norm(dim=1), torch.ones(16)) <= 1e-2
@@ -364,7 +364,7 @@ def test_cpu_blocks_match_single_pass(monkeypatch):
 def test_function_and_module_agree(device):
     x = _rand(5, 41, device=device)
     kw = dict(rootsift=True, mask_type="CircularGauss", sigma_type="hesamp", layout="opencv")
-    assert _max_diff(SIFTDescriptor(**kw).to(device)(x), sift_describe(x, **kw)) <= 1e-7
+    assert _max_diff(SIFTDescriptor(patch_size=41, **kw).to(device)(x), sift_describe(x, **kw)) <= 1e-7
 
 
 # --------------------------------------------------------------------------------------------------

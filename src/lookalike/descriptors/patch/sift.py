@@ -261,10 +261,14 @@ class SIFTDescriptor(Descriptor):
     A thin module over :func:`sift_describe` (see it for the Convention block: layouts, units, the
     all-zero descriptor of a flat patch, low-precision inputs). The pooling matrix and the angle fold
     are fixed, non-persistent buffers (they follow ``.to()`` but are not in ``state_dict``); the module
-    has no parameters. With the defaults it equals ``kornia.feature.SIFTDescriptor(41, rootsift=False)``.
+    has no parameters. With ``patch_size=41`` it equals ``kornia.feature.SIFTDescriptor(41,
+    rootsift=False)``.
 
     Args:
-        patch_size: patch side P (41 by default, as kornia).
+        patch_size: patch side P, 32 by default (kornia's default is 41). The measured region is set by
+            the keypoint and the patch extent, not by P: P only sets how densely it is sampled. In the
+            matching pipeline 32 matched or beat 41 on held-out re-lit pairs of held-out bundled photos
+            (MMA@3, 72 pairs: SIFT 0.941 vs 0.933, RootSIFT 0.946 vs 0.943) with 0.61x the pixels.
         num_ang_bins: orientation bins A.
         num_spatial_bins: cells per side S.
         clipval: clipping value after the first L2 normalisation.
@@ -304,7 +308,7 @@ class SIFTDescriptor(Descriptor):
     def __init__(
         self,
         *,
-        patch_size: int = 41,
+        patch_size: int = 32,
         num_ang_bins: int = 8,
         num_spatial_bins: int = 4,
         clipval: float = 0.2,
