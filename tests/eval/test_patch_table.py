@@ -76,7 +76,9 @@ def toy_root(tmp_path_factory):
 def toy_table(toy_root):
     from lookalike.eval.protocols.describers import TorchPatchDescriber
 
-    sift41 = TorchPatchDescriber(lookalike.create("descriptor", "sift", patch_size=41), name="sift-41")
+    sift41 = TorchPatchDescriber(
+        lookalike.create("descriptor", "sift", patch_size=41), name="sift-41"
+    )
     return run_patch_table(
         toy_root,
         ["sift", "opencv-sift", "kornia-sift", sift41],

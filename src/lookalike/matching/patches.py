@@ -65,7 +65,13 @@ def image_to_tensor(image: Any, *, device: Any = None, dtype: Any = None) -> tor
     return tensor.to(dtype or torch.float32).div_(255.0)[None, None]
 
 
-_PYRAMID_TAPS = (1.0 / 16, 4.0 / 16, 6.0 / 16, 4.0 / 16, 1.0 / 16)  # kornia's 5 x 5 kernel, separable
+_PYRAMID_TAPS = (
+    1.0 / 16,
+    4.0 / 16,
+    6.0 / 16,
+    4.0 / 16,
+    1.0 / 16,
+)  # kornia's 5 x 5 kernel, separable
 
 
 def _pyrdown(image: torch.Tensor) -> torch.Tensor:
@@ -85,7 +91,9 @@ def _pyrdown(image: torch.Tensor) -> torch.Tensor:
         return pyrdown(image)
     import cv2
 
-    taps = np.asarray(_PYRAMID_TAPS, dtype=np.float32 if image.dtype == torch.float32 else np.float64)
+    taps = np.asarray(
+        _PYRAMID_TAPS, dtype=np.float32 if image.dtype == torch.float32 else np.float64
+    )
     planes = np.ascontiguousarray(image.detach().reshape(-1, H, W).numpy())
     blurred = np.stack(
         [cv2.sepFilter2D(p, -1, taps, taps, borderType=cv2.BORDER_REFLECT_101) for p in planes]
@@ -187,7 +195,9 @@ def extract_patches(
         level = torch.zeros(B, N, dtype=torch.long, device=image.device)
     sample = image.dtype if image.dtype in (torch.float32, torch.float64) else torch.float32
     # LAFs grouped by (image, level): one grid_sample per group, written to the output in place
-    key = torch.where(finite, level + torch.arange(B, device=image.device).view(B, 1) * len(levels), -1)
+    key = torch.where(
+        finite, level + torch.arange(B, device=image.device).view(B, 1) * len(levels), -1
+    )
     key = key.view(-1)
     order = torch.argsort(key, stable=True)
     counts = torch.bincount(key + 1, minlength=B * len(levels) + 1).tolist()
@@ -202,7 +212,9 @@ def extract_patches(
         b, index = divmod(group, len(levels))
         img = levels[index][b : b + 1].to(sample)
         grid = _patch_grid(flat_lafs[chosen], H, W, P).to(sample).view(1, count * P, P, 2)
-        values = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        values = F.grid_sample(
+            img, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
         values = values.view(C, count, P, P).transpose(0, 1).to(image.dtype)  # (count, C, P, P)
         out.index_copy_(0, chosen, values)
     return out.view(B * N, C, P, P)

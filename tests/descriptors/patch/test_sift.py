@@ -364,7 +364,9 @@ def test_cpu_blocks_match_single_pass(monkeypatch):
 def test_function_and_module_agree(device):
     x = _rand(5, 41, device=device)
     kw = dict(rootsift=True, mask_type="CircularGauss", sigma_type="hesamp", layout="opencv")
-    assert _max_diff(SIFTDescriptor(patch_size=41, **kw).to(device)(x), sift_describe(x, **kw)) <= 1e-7
+    assert (
+        _max_diff(SIFTDescriptor(patch_size=41, **kw).to(device)(x), sift_describe(x, **kw)) <= 1e-7
+    )
 
 
 # --------------------------------------------------------------------------------------------------
