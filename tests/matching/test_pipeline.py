@@ -271,3 +271,25 @@ def test_huge_photo_with_default_max_size():
     assert result.model is not None and result.num_inliers >= 50
     assert result.keypoints0.image_size == (6000, 6000)
     assert corner_error(result.model, H_big, big.shape[:2]) < 3.0 * 6000 / 2048
+
+
+def test_pair_detection_in_two_threads_equals_one_after_the_other(monkeypatch):
+    from lookalike.data import stereo_pair
+    from lookalike.data.images import to_gray
+
+    left, right, _ = stereo_pair()
+    g0, g1 = to_gray(left), to_gray(right)
+    matcher = ImageMatcher("sift", max_keypoints=300)
+    threaded = matcher._detect_both(g0, g1)
+    for ours, alone in zip(threaded, (matcher._detect(g0), matcher._detect(g1))):
+        np.testing.assert_array_equal(ours.xy, alone.xy)
+        np.testing.assert_array_equal(ours.size, alone.size)
+
+    def failing(gray):  # the helper thread (second image) fails: its error reaches the caller
+        if gray is g1:
+            raise OptionError("detector failed")
+        return threaded[0]
+
+    monkeypatch.setattr(matcher, "_detect", failing)
+    with pytest.raises(OptionError, match="detector failed"):
+        matcher._detect_both(g0, g1)

@@ -178,13 +178,12 @@ def _top_torch(
         else:
             v, i = torch.topk(score, k_rows, dim=1, sorted=True)
             row_vals[start:stop], row_idx[start:stop] = v, i
-        if k_cols > 0:
+        # k_cols > 1: a second pass below (top-k down a column is 3x slower than along a row)
+        if k_cols == 1:  # values only (twice as fast as max with indices), owner found below
             if not unit:
                 score.add_(ny_row).sub_(nx[start:stop].unsqueeze(1))
-            if k_cols == 1:  # values only (twice as fast as max with indices), owner found below
-                cmax = score.amax(dim=0)
-                col_max = cmax if col_max is None else torch.maximum(col_max, cmax)
-            # k_cols > 1: a second pass below (top-k down a column is 3x slower than along a row)
+            cmax = score.amax(dim=0)
+            col_max = cmax if col_max is None else torch.maximum(col_max, cmax)
     # scores back to squared distances
     if unit:
         d2_rows = (nx.unsqueeze(1) + ny[row_idx] - 2.0 * row_vals).clamp_(min=0)

@@ -65,13 +65,8 @@ def image_to_tensor(image: Any, *, device: Any = None, dtype: Any = None) -> tor
     return tensor.to(dtype or torch.float32).div_(255.0)[None, None]
 
 
-_PYRAMID_TAPS = (
-    1.0 / 16,
-    4.0 / 16,
-    6.0 / 16,
-    4.0 / 16,
-    1.0 / 16,
-)  # kornia's 5 x 5 kernel, separable
+# kornia's 5 x 5 pyramid kernel is the outer product of these taps
+_PYRAMID_TAPS = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)
 
 
 def _pyrdown(image: torch.Tensor) -> torch.Tensor:
