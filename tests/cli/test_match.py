@@ -205,3 +205,15 @@ def test_ratio_out_of_range_is_refused_before_matching(files, capsys, monkeypatc
     pair = [str(files[0]), str(files[1]), "--descriptor", "opencv-sift"]
     assert main(["match", *pair, "--ratio", "2"]) == 1
     assert "ratio_threshold: expected a number in (0.0, 1.0]" in capsys.readouterr().err
+
+
+def test_match_with_view_synthesis(files, capsys):
+    args = ["match", str(files[0]), str(files[1]), "--descriptor", "sift", "--json"]
+    assert main([*args, "--views", "1,2", "--max-keypoints", "300"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["inliers"] > 20
+    np.testing.assert_allclose(np.array(summary["model"]), H_TRUE, atol=0.5)
+    assert main([*args, "--views", "1,x"]) == 1
+    assert "--views" in capsys.readouterr().err
+    assert main([*args, "--views", "0.5"]) == 1
+    assert "tilts >= 1" in capsys.readouterr().err

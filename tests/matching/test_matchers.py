@@ -193,3 +193,40 @@ def test_twenty_thousand_squared_fits_in_memory():
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert len(got) > 5_000
     assert grown_mb < 800  # the full matrix alone would be 1.6 GB
+
+
+def _fginn_oracle(x, y, xy1, radius, k=10):
+    """Per row: nearest index and its ratio to the first neighbour (of the k nearest) farther than
+    ``radius`` from the nearest one's position (else the k-th)."""
+    d = np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+    nn, ratio = [], []
+    for row in d:
+        order = np.argsort(row, kind="stable")[: min(k, len(row))]
+        far = [j for j in order[1:] if np.linalg.norm(xy1[j] - xy1[order[0]]) > radius]
+        second = far[0] if far else order[-1]
+        nn.append(order[0])
+        ratio.append(row[order[0]] / row[second])
+    return np.array(nn), np.array(ratio)
+
+
+def test_fginn_ratio_equals_a_brute_force_loop():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 16)).astype(np.float64)
+    y = np.concatenate([x[:40] + 0.05 * rng.normal(size=(40, 16)), rng.normal(size=(30, 16))])
+    y = np.concatenate([y, y[:20] + 1e-3])  # near-duplicate descriptors ...
+    xy0 = rng.uniform(0, 100, (60, 2))
+    xy1 = rng.uniform(0, 100, (90, 2))
+    xy1[70:] = xy1[:20] + 2.0  # ... 2 px from their originals: one place seen twice
+    got = match_descriptors(x, y, "smnn", ratio_threshold=0.8, positions=(xy0, xy1))
+    nn01, r01 = _fginn_oracle(x, y, xy1, 10.0)
+    nn10, r10 = _fginn_oracle(y, x, xy0, 10.0)
+    keep = [(i, j) for i, j in enumerate(nn01) if nn10[j] == i and r01[i] <= 0.8 and r10[j] <= 0.8]
+    assert sorted(map(tuple, got.indices.tolist())) == keep
+    np.testing.assert_allclose(got.ratios.numpy(), np.maximum(r01, r10[nn01])[[i for i, _ in keep]])
+    # the plain second neighbour is the duplicate: Lowe's test drops those places
+    plain = match_descriptors(x, y, "smnn", ratio_threshold=0.8)
+    assert len(keep) >= 35 and len(plain) < len(keep) - 10
+    with pytest.raises(OptionError, match="positions"):
+        match_descriptors(x, y, "smnn", positions=(xy0,))
+    with pytest.raises(ShapeError):
+        match_descriptors(x, y, "smnn", positions=(xy0, xy1[:5]))

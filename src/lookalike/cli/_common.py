@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lookalike.core.errors import LookalikeError
+from lookalike.core.errors import LookalikeError, OptionError
 
 __all__ = [
     "DATA_DEFAULT_HELP",
@@ -181,6 +181,33 @@ def split_list(text: str | None) -> list[str]:
         (['sift', 'hardnet:bundled'], [])
     """
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def add_views_argument(parser) -> None:
+    """``--views``: view synthesis of the matching pipeline (:mod:`lookalike.matching.views`)."""
+    parser.add_argument(
+        "--views",
+        default=None,
+        help="view synthesis for wide baselines: 'asift' (tilts 1,2,4: 16 views) or comma-separated "
+        "tilts such as 1,4 (default: off; patch descriptors only)",
+    )
+
+
+def parse_views(value: str | None) -> str | tuple[float, ...] | None:
+    """``--views``: a preset name, comma-separated tilts, or None (checked by the pipeline).
+
+    Example:
+        >>> parse_views("asift"), parse_views("1, 4"), parse_views(None)
+        ('asift', (1.0, 4.0), None)
+    """
+    if value is None or not any(c.isdigit() for c in value):
+        return value
+    try:
+        return tuple(float(t) for t in split_list(value))
+    except ValueError:
+        raise OptionError(
+            f"--views: expected 'asift' or comma-separated tilts, got {value!r}"
+        ) from None
 
 
 def add_data_argument(parser, what: str = "data folder") -> None:

@@ -25,8 +25,10 @@ from lookalike.cli._common import (
     add_allow_random,
     add_data_argument,
     add_output_arguments,
+    add_views_argument,
     check_run_output,
     check_trained,
+    parse_views,
     result_dir,
 )
 from lookalike.cli._common import split_list as _split
@@ -85,6 +87,7 @@ def _run_matching(args: argparse.Namespace) -> int:
         max_keypoints=args.max_keypoints,
         ratio_threshold=args.ratio,
         ransac_threshold=args.ransac_threshold,
+        views=parse_views(args.views),
     )
     wanted = _split(args.sequences) if args.sequences else None
     root, found = find_evaluation_sequences(args.data, names=wanted)
@@ -136,6 +139,7 @@ def _add_matching(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ransac-threshold", type=float, default=None, help="MAGSAC++ threshold in px (default 3)"
     )
+    add_views_argument(parser)
     add_allow_random(parser)
     parser.set_defaults(func=_run_matching)
 

@@ -69,6 +69,7 @@ def _print_result(console, result) -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from lookalike.cli._common import parse_views
     from lookalike.data.images import load_image, write_image
     from lookalike.matching.draw import draw_matches
     from lookalike.matching.pipeline import ImageMatcher
@@ -85,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         geometry=args.geometry,
         ransac_threshold=args.ransac_threshold,
         max_size=args.max_size,
+        views=parse_views(args.views),
     )
     image0 = load_image(args.image0, gray=False)
     image1 = load_image(args.image1, gray=False)
@@ -105,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Contribute the ``match`` subcommand."""
-    from lookalike.cli._common import add_allow_random
+    from lookalike.cli._common import add_allow_random, add_views_argument
 
     parser = sub.add_parser(
         "match",
@@ -139,6 +141,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         f"(default {DEFAULT_MAX_SIZE}; 0: full resolution); results are in original pixels",
     )
     parser.add_argument("--upright", action="store_true", help="ignore keypoint orientation")
+    add_views_argument(parser)
     parser.add_argument("--ratio", type=float, default=None, help="ratio-test threshold (0.9)")
     parser.add_argument(
         "--geometry", default="homography", choices=GEOMETRIES, help="default homography"

@@ -19,7 +19,7 @@ Convention:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,10 @@ class Keypoints:
         response: ``(N,)`` float32 detector responses.
         octave: ``(N,)`` int32 OpenCV packed octave (0 when unknown).
         image_size: ``(H, W)`` of the image they were detected in.
+        affine: ``(N, 2, 2)`` float32 affine shapes of unit determinant, or ``None`` (circular
+            regions, the default). A keypoint's region is ``xy + size / 2 * affine @ R(angle) u`` for
+            ``u`` in the unit disc: ``angle`` is measured in the shape-normalised frame. View synthesis
+            (:mod:`lookalike.matching.views`) fills it; the patch sampler follows it.
 
     Example:
         >>> kps = Keypoints.from_arrays([[10.0, 20.0]], size=[4.0], image_size=(64, 48))
@@ -70,6 +74,7 @@ class Keypoints:
     response: np.ndarray = field(repr=False)
     octave: np.ndarray = field(repr=False)
     image_size: tuple[int, int] = (0, 0)
+    affine: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
@@ -132,7 +137,9 @@ class Keypoints:
         )
 
     def to_cv(self) -> list[Any]:
-        """As ``cv2.KeyPoint`` objects whose ``class_id`` is their index here (to track survivors)."""
+        """As ``cv2.KeyPoint`` objects whose ``class_id`` is their index here (to track survivors).
+
+        ``cv2.KeyPoint`` has no affine shape: affine regions become circles of the same area."""
         import cv2
 
         return [
@@ -152,6 +159,28 @@ class Keypoints:
             response=self.response[index].reshape(-1),
             octave=self.octave[index].reshape(-1),
             image_size=self.image_size,
+            affine=None if self.affine is None else self.affine[index].reshape(-1, 2, 2),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Keypoints], image_size: tuple[int, int]) -> Keypoints:
+        """All keypoints of ``parts`` in order; affine shapes kept (identity where a part has none)."""
+        if not parts:
+            return cls.empty(image_size)
+        affine = None
+        if any(p.affine is not None for p in parts):
+            eye = np.eye(2, dtype=np.float32)
+            affine = np.concatenate(
+                [p.affine if p.affine is not None else np.tile(eye, (len(p), 1, 1)) for p in parts]
+            ).astype(np.float32)
+        return cls(
+            xy=np.concatenate([p.xy for p in parts]),
+            size=np.concatenate([p.size for p in parts]),
+            angle=np.concatenate([p.angle for p in parts]),
+            response=np.concatenate([p.response for p in parts]),
+            octave=np.concatenate([p.octave for p in parts]),
+            image_size=(int(image_size[0]), int(image_size[1])),
+            affine=affine,
         )
 
     def upright(self) -> Keypoints:
@@ -161,14 +190,7 @@ class Keypoints:
         key = np.concatenate([self.xy, self.size[:, None]], axis=1)
         _, first = np.unique(key, axis=0, return_index=True)
         kept = self.subset(np.sort(first))
-        return Keypoints(
-            kept.xy,
-            kept.size,
-            np.zeros_like(kept.angle),
-            kept.response,
-            kept.octave,
-            self.image_size,
-        )
+        return replace(kept, angle=np.zeros_like(kept.angle))
 
     def strongest(self, budget: int | None) -> Keypoints:
         """At most ``budget`` keypoints, by decreasing response (ties keep detection order)."""
@@ -331,7 +353,7 @@ def _orient(gray: np.ndarray, kps: Keypoints) -> Keypoints:
     with torch.no_grad():
         oriented = KF.LAFOrienter(patch_size=32)(lafs, image)
     angle = laf_to_keypoints(oriented, extent=_ORIENTATION_EXTENT).angle
-    return Keypoints(kps.xy, kps.size, angle, kps.response, kps.octave, kps.image_size)
+    return replace(kps, angle=angle)
 
 
 def detect_keypoints(

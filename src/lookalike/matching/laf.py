@@ -38,7 +38,8 @@ def keypoints_to_laf(
         dtype: floating dtype of the result (float32 by default).
 
     Returns:
-        ``(1, N, 2, 3)`` LAFs: ``A = extent * size / 2 * R(-angle)``, ``c = xy``.
+        ``(1, N, 2, 3)`` LAFs: ``A = extent * size / 2 * R(-angle)``, ``c = xy``; keypoints with an
+        affine shape ``M`` (``kps.affine``) get ``A = extent * size / 2 * M R(-angle)``.
 
     Example:
         >>> from lookalike.matching.keypoints import Keypoints
@@ -57,6 +58,9 @@ def keypoints_to_laf(
     cos, sin = torch.cos(ori), torch.sin(ori)
     # kornia: A = s * [[cos, sin], [-sin, cos]] of the counter-clockwise orientation.
     A = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
+    affine = getattr(kps, "affine", None)
+    if affine is not None:  # an affine region: the shape maps the normalised frame to the image
+        A = torch.from_numpy(np.asarray(affine, dtype=np.float64)).view(n, 2, 2) @ A
     laf = torch.cat([A * half.view(n, 1, 1), xy.view(n, 2, 1)], dim=-1)
     return laf.view(1, n, 2, 3).to(device=device, dtype=dtype)
 

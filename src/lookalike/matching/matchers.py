@@ -29,13 +29,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.core.check import check_finite, check_option, check_shape
+from lookalike.core.check import check_finite, check_option, check_positive, check_shape
 from lookalike.core.errors import OptionError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_RATIO", "MATCHERS", "METRICS", "Matches", "match_descriptors"]
+__all__ = [
+    "DEFAULT_RATIO",
+    "FGINN_K",
+    "FGINN_RADIUS",
+    "MATCHERS",
+    "METRICS",
+    "Matches",
+    "match_descriptors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,11 @@ METRICS: tuple[str, ...] = ("l2", "cosine", "hamming")
 BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss")
 #: Default ratio thresholds (kornia's): Lowe's 0.8 one way, 0.95 for the symmetric test.
 DEFAULT_RATIO: dict[str, float] = {"snn": 0.8, "smnn": 0.95}
+#: Neighbours searched for the first geometrically inconsistent one (``positions`` of
+#: :func:`match_descriptors`), and the radius in pixels beyond which a neighbour is inconsistent
+#: (MODS's FGINN uses about 10 px).
+FGINN_K = 10
+FGINN_RADIUS = 10.0
 
 _BLOCK_BYTES = 32 * 1024 * 1024  # one block of scores, about the size of a last-level cache
 _FAISS_MIN_PAIRS = (
@@ -228,6 +241,35 @@ def _top_faiss(
     return d2r, ir, d2c, ic
 
 
+def _check_positions(
+    positions: Any, n0: int, n1: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    if not isinstance(positions, (tuple, list)) or len(positions) != 2:
+        raise OptionError(f"positions: expected (xy0, xy1), got {type(positions).__name__}")
+    out = []
+    for xy, n, name in zip(positions, (n0, n1), ("xy0", "xy1")):
+        t = torch.as_tensor(np.asarray(xy, dtype=np.float64), device=device)
+        check_shape(t, [str(n), "2"], f"positions {name}")
+        out.append(t)
+    return out[0], out[1]
+
+
+def _fginn(d2: torch.Tensor, idx: torch.Tensor, xy: torch.Tensor, radius: float) -> torch.Tensor:
+    """``(N, 2)``: the nearest squared distance and that of the first neighbour (of the ``k`` in
+    ``d2``/``idx``, nearest first) more than ``radius`` pixels from the nearest one's position ``xy``;
+    the last one when all ``k`` lie within the radius."""
+    import torch
+
+    pos = xy[idx]  # (N, k, 2)
+    far = (pos - pos[:, :1]).square().sum(-1) > radius * radius
+    far[:, -1] = True
+    far[:, 0] = d2.shape[1] == 1  # a single neighbour is its own second
+    second = far.to(torch.int8).argmax(dim=1, keepdim=True)
+    return torch.cat([d2[:, :1], d2.gather(1, second)], dim=1)
+
+
 def _ratio(d2: torch.Tensor, metric: str) -> torch.Tensor:
     """Nearest over second-nearest distance from the two smallest squared distances."""
     if metric == "l2":
@@ -253,6 +295,8 @@ def match_descriptors(
     ratio_threshold: float | None = None,
     block_size: int | None = None,
     backend: str = "auto",
+    positions: tuple[Any, Any] | None = None,
+    fginn_radius: float = FGINN_RADIUS,
 ) -> Matches:
     """Match two descriptor sets.
 
@@ -267,6 +311,13 @@ def match_descriptors(
         block_size: rows of ``desc0`` per block (default: a block of about 32 MB, at least 64 rows).
         backend: ``"torch"`` (blockwise, any device), ``"faiss"`` (exact flat index, CPU) or
             ``"auto"`` (faiss for CPU sets of at least 20 000 x 20 000 when faiss is installed).
+        positions: ``(xy0 (N0, 2), xy1 (N1, 2))`` keypoint positions in pixels: the ratio tests of
+            ``snn``/``smnn`` then divide by the *first geometrically inconsistent* neighbour (FGINN,
+            Mishkin et al., MODS, CVIU 2015), the nearest one more than ``fginn_radius`` pixels from
+            the nearest, among the :data:`FGINN_K` nearest. Needed when one place has several
+            keypoints (view synthesis): their descriptors are near-duplicates and would fail Lowe's
+            test. ``None`` (default): the plain second neighbour.
+        fginn_radius: in pixels, for ``positions``.
 
     Returns:
         :class:`Matches`.
@@ -314,6 +365,12 @@ def match_descriptors(
     if n0 == 0 or n1 == 0 or n1 < need[0] or n0 < need[1]:
         return empty
     k_rows, k_cols = need[0], (0 if method in ("nn", "snn") else need[1])
+    fginn = positions is not None and method in ("snn", "smnn")
+    if fginn:
+        xy0, xy1 = _check_positions(positions, n0, n1, x.device)
+        check_positive(fginn_radius, "fginn_radius")
+        k_rows = min(FGINN_K, n1)
+        k_cols = min(FGINN_K, n0) if method == "smnn" else 0
     use_faiss = backend == "faiss" or (
         backend == "auto"
         and x.device.type == "cpu"
@@ -330,6 +387,10 @@ def match_descriptors(
     ratios = None
     if k_cols:
         keep &= ic[nn01, 0] == rows  # mutual
+    if fginn:
+        d2r = _fginn(d2r, ir, xy1, fginn_radius)
+        if method == "smnn":
+            d2c = _fginn(d2c, ic, xy0, fginn_radius)
     if method in ("snn", "smnn"):
         r01 = _ratio(d2r, metric)
         ratios = r01

@@ -130,6 +130,20 @@ def _patch_grid(lafs: torch.Tensor, h: int, w: int, patch_size: int) -> torch.Te
     return (theta.reshape(n, 6) @ spread.view(6, P * P * 2)).view(n, P * P, 2)
 
 
+def _sampling_scale(A: torch.Tensor) -> torch.Tensor:
+    """Half-width that sets a LAF's pyramid level: ``sqrt|det A|`` for a similarity, the largest
+    singular value of ``A`` for an anisotropic (affine) region, so that its longest axis is not
+    aliased."""
+    import torch
+
+    det = (A[..., 0, 0] * A[..., 1, 1] - A[..., 0, 1] * A[..., 1, 0]).abs()
+    frob = A.square().sum(dim=(-2, -1))
+    gap = (frob.square() - 4.0 * det.square()).clamp(min=0.0)
+    largest = ((frob + gap.sqrt()) / 2.0).sqrt()
+    similarity = gap <= 1e-6 * frob.square()
+    return torch.where(similarity, det.sqrt(), largest)
+
+
 def extract_patches(
     image: Any,
     lafs: torch.Tensor,
@@ -179,8 +193,7 @@ def extract_patches(
     finite = torch.isfinite(lafs).flatten(2).all(-1)  # (B, N)
     lafs = torch.where(finite[..., None, None], lafs, torch.zeros_like(lafs))
     if pyramid:
-        A = lafs[..., :2]
-        scale = (A[..., 0, 0] * A[..., 1, 1] - A[..., 0, 1] * A[..., 1, 0]).abs().sqrt()
+        scale = _sampling_scale(lafs[..., :2])
         step = (2.0 * scale / P).clamp(min=1e-12)
         level = torch.floor(torch.log2(step) + level_bias).clamp(min=0).long()
         levels = pyramid_levels(image, int(level.max()) + 1)

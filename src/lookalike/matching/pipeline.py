@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +31,12 @@ import numpy as np
 
 from lookalike.core.check import check_option
 from lookalike.core.errors import OptionError
-from lookalike.matching.describe import Features, create_describer
+from lookalike.matching.describe import Features, PatchDescriber, create_describer
 from lookalike.matching.geometry import GEOMETRIES, ROBUST_METHODS, estimate_geometry
 from lookalike.matching.keypoints import Keypoints, check_detector_options, detect_keypoints
 from lookalike.matching.matchers import MATCHERS, match_descriptors
 from lookalike.matching.resize import scale_keypoints, shrink_image
+from lookalike.matching.views import check_tilts, detect_in_views
 
 __all__ = [
     "DEFAULT_DESCRIPTOR",
@@ -197,6 +199,10 @@ class ImageMatcher:
             native, else float32; ``compile=True`` to compile it), built once per pipeline.
         batch_pair: describe both images' patches in one call of the batched describe path (patch
             describers); ``False`` describes image by image, as before this option existed.
+        views: view synthesis for wide baselines (:mod:`lookalike.matching.views`): ``None`` (off,
+            default), ``"asift"`` (tilts 1, 2, 4: 16 views) or a sequence of tilts. Keypoints are
+            detected in every view (each with ``max_keypoints``) and described as affine regions of
+            the original image; patch describers only.
 
     Raises:
         OptionError: any bad option; every option is checked before the descriptor is built.
@@ -232,6 +238,7 @@ class ImageMatcher:
         detector_options: dict[str, Any] | None = None,
         descriptor_options: dict[str, Any] | None = None,
         batch_pair: bool = True,
+        views: str | Sequence[float] | None = None,
     ) -> None:
         check_option(matcher, MATCHERS, "matcher")
         check_option(metric, ("l2", "cosine"), "metric")
@@ -254,7 +261,13 @@ class ImageMatcher:
         self.max_size = int(max_size) if max_size else None
         self.detector_options = dict(detector_options or {})
         self.batch_pair = bool(batch_pair)
+        self.views = check_tilts(views)
         self.describer = create_describer(descriptor, **(descriptor_options or {}))
+        if self.views is not None and not isinstance(self.describer, PatchDescriber):
+            raise OptionError(
+                f"views: expected a patch descriptor (affine regions are cut by the patch sampler), "
+                f"got {self.describer!r}"
+            )
         use_detector = getattr(self.describer, "use_detector", None)
         if callable(use_detector):  # OpenCV's VGG/BoostDesc/TEBLID: the detector's scale factor
             use_detector(detector)
@@ -268,6 +281,11 @@ class ImageMatcher:
         )
 
     def _detect(self, gray: np.ndarray) -> Keypoints:
+        if self.views is not None:
+            return detect_in_views(gray, self._detect_view, self.views)
+        return self._detect_view(gray)
+
+    def _detect_view(self, gray: np.ndarray) -> Keypoints:
         return detect_keypoints(
             gray,
             method=self.detector,
@@ -350,12 +368,15 @@ class ImageMatcher:
         """``(indices (M, 2), distances (M,))`` between two described images."""
         method = matcher or self.matcher
         metric = "hamming" if f0.metric == "hamming" else self.metric
+        # view synthesis finds one place in several views: FGINN's second neighbour for the ratio
+        positions = (f0.keypoints.xy, f1.keypoints.xy) if self.views is not None else None
         matches = match_descriptors(
             f0.descriptors,
             f1.descriptors,
             method,
             metric=metric,
             ratio_threshold=self.ratio_threshold if method in ("snn", "smnn") else None,
+            positions=positions,
         )
         return matches.numpy()
 

@@ -54,7 +54,15 @@ def detector_key(matcher: Any) -> tuple:
     differ) and the detector options.
     """
     options = tuple(sorted((k, repr(v)) for k, v in matcher.detector_options.items()))
-    return (matcher.detector, matcher.max_keypoints, matcher.upright, matcher.max_size, options)
+    views = getattr(matcher, "views", None)
+    return (
+        matcher.detector,
+        matcher.max_keypoints,
+        matcher.upright,
+        matcher.max_size,
+        options,
+        views,
+    )
 
 
 @dataclass(frozen=True)

@@ -83,14 +83,19 @@ class MatchingOptions(MatcherOptions):
         ratio_threshold: ratio-test threshold (None: the pipeline's 0.9).
         ransac_threshold: MAGSAC++ inlier threshold in px (None: the pipeline's 3).
         thresholds: MMA thresholds in pixels.
+        views: view synthesis (None: off; ``"asift"`` or tilts, see :mod:`lookalike.matching.views`).
     """
 
     ransac_threshold: float | None = None
     thresholds: tuple[float, ...] = MMA_THRESHOLDS
+    views: str | tuple[float, ...] | None = None
 
     def matcher_kwargs(self) -> dict[str, Any]:
         """Keywords of :class:`~lookalike.matching.pipeline.ImageMatcher`."""
-        return {**super().matcher_kwargs(), "ransac_threshold": self.ransac_threshold}
+        extra = {"ransac_threshold": self.ransac_threshold}
+        if self.views is not None:
+            extra["views"] = self.views
+        return {**super().matcher_kwargs(), **extra}
 
 
 @dataclass(frozen=True)
