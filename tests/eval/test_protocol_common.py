@@ -104,13 +104,23 @@ def test_matcher_options_are_shared_by_both_protocols_in_the_same_order():
     from lookalike.eval.protocols.pose import PoseOptions
 
     shared = ["matcher", "detector", "max_keypoints", "ratio_threshold"]
-    assert [f.name for f in fields(MatchingOptions)] == [*shared, "ransac_threshold", "thresholds"]
+    assert [f.name for f in fields(MatchingOptions)] == [
+        *shared,
+        "ransac_threshold",
+        "thresholds",
+        "views",
+    ]
     assert [f.name for f in fields(PoseOptions)][:5] == [*shared, "ransac_threshold"]
     base = {"matcher": "snn", "detector": "hessian", "max_keypoints": 7, "ratio_threshold": 0.8}
     assert MatcherOptions(**base).matcher_kwargs() == base
     assert MatchingOptions(**base, ransac_threshold=2.0).matcher_kwargs() == {
         **base,
         "ransac_threshold": 2.0,
+    }
+    assert MatchingOptions(**base, views="asift").matcher_kwargs() == {
+        **base,
+        "ransac_threshold": None,
+        "views": "asift",
     }
     assert PoseOptions(**base).matcher_kwargs() == {**base, "geometry": "none"}
     assert MatchingOptions("snn", "hessian", 7, 0.8) == MatchingOptions(**base)  # positional order
