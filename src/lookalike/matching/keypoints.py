@@ -162,6 +162,12 @@ class Keypoints:
             affine=None if self.affine is None else self.affine[index].reshape(-1, 2, 2),
         )
 
+    def shapes(self) -> np.ndarray:
+        """``(N, 2, 2)`` float32 affine shapes: :attr:`affine`, or identities for circular regions."""
+        if self.affine is not None:
+            return self.affine.astype(np.float32, copy=False)
+        return np.tile(np.eye(2, dtype=np.float32), (len(self), 1, 1))
+
     @classmethod
     def concat(cls, parts: list[Keypoints], image_size: tuple[int, int]) -> Keypoints:
         """All keypoints of ``parts`` in order; affine shapes kept (identity where a part has none)."""
@@ -169,10 +175,7 @@ class Keypoints:
             return cls.empty(image_size)
         affine = None
         if any(p.affine is not None for p in parts):
-            eye = np.eye(2, dtype=np.float32)
-            affine = np.concatenate(
-                [p.affine if p.affine is not None else np.tile(eye, (len(p), 1, 1)) for p in parts]
-            ).astype(np.float32)
+            affine = np.concatenate([p.shapes() for p in parts])
         return cls(
             xy=np.concatenate([p.xy for p in parts]),
             size=np.concatenate([p.size for p in parts]),

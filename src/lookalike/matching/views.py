@@ -118,7 +118,6 @@ def _map_back(kps: Keypoints, M: np.ndarray, image_size: tuple[int, int]) -> Key
     shape = (Linv / root).astype(np.float32)
     h, w = image_size
     inside = (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
-    base = kps.affine if kps.affine is not None else np.tile(np.eye(2), (len(kps), 1, 1))
     out = Keypoints(
         xy=xy.astype(np.float32),
         size=(kps.size.astype(np.float64) * root).astype(np.float32),
@@ -126,7 +125,7 @@ def _map_back(kps: Keypoints, M: np.ndarray, image_size: tuple[int, int]) -> Key
         response=kps.response,
         octave=np.zeros_like(kps.octave),  # OpenCV's octave word is the view's, not the image's
         image_size=(int(h), int(w)),
-        affine=np.einsum("ij,njk->nik", shape, base).astype(np.float32),
+        affine=np.einsum("ij,njk->nik", shape, kps.shapes()).astype(np.float32),
     )
     return out.subset(np.flatnonzero(inside))
 
