@@ -46,6 +46,7 @@ def collect_info() -> dict[str, Any]:
         "cuda": cuda,
         "threads": torch.get_num_threads(),
         "bf16_cpu": _inference.bf16_supported("cpu"),  # the probe fuse_for_inference uses
+        "int8_cpu": _inference.int8_preferred("cpu"),  # int8 is the fused default without bf16
         "home": str(lookalike_home()),
         "data_root": str(root),
         "data_root_exists": root.is_dir(),
@@ -72,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     table.add_row("device", f"{info['device']} (cuda: {info['cuda']})")
     table.add_row("threads", str(info["threads"]))
     table.add_row("bf16 on CPU", str(info["bf16_cpu"]))
+    table.add_row("int8 (VNNI) on CPU", str(info["int8_cpu"]))
     exists = "" if info["data_root_exists"] else " (missing: set LOOKALIKE_DATA)"
     table.add_row("data root", info["data_root"] + exists)
     table.add_row("weights cache", info["weights_cache"])

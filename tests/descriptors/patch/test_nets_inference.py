@@ -1,4 +1,4 @@
-"""Fast inference path: BatchNorm folding, fused float32/bfloat16 networks, torch.compile parity."""
+"""Fast inference path: BatchNorm folding, fused float32/bfloat16/int8 networks, torch.compile parity."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from lookalike.descriptors.patch._inference import (
     fold_batchnorm,
     fold_sequential,
 )
+from lookalike.descriptors.patch._quantize import int8_engine
 
 NETS = ["l2net", "hardnet", "hardnet8", "hardnet7x2", "hardnet8x2", "hardnet9", "sosnet", "tfeat"]
 needs_bf16 = pytest.mark.skipif(
@@ -223,4 +224,110 @@ def test_cli_info_reports_the_same_bf16_probe(monkeypatch, native):
     from lookalike.descriptors.patch import _inference
 
     monkeypatch.setattr(_inference, "bf16_supported", lambda device=None: native)
-    assert info.collect_info()["bf16_cpu"] is native
+    monkeypatch.setattr(_inference, "int8_preferred", lambda device=None: not native)
+    collected = info.collect_info()
+    assert collected["bf16_cpu"] is native and collected["int8_cpu"] is (not native)
+
+
+needs_int8 = pytest.mark.skipif(int8_engine("cpu") is None, reason="no quantised CPU engine")
+
+
+@needs_int8
+@pytest.mark.parametrize("name", NETS)
+def test_fused_int8_is_close_to_float32(name):
+    net = _make(name)
+    size = net.patch_size
+    calibration = _patches(256, size, seed=5)
+    x = _patches(32, size, seed=6)
+    x[0] = 0.4  # flat
+    with torch.no_grad():
+        expected = net(x)
+    fused = net.fuse_for_inference(dtype=torch.qint8, calibration=calibration)
+    assert fused.dtype == torch.qint8
+    out = fused(x)
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    assert out[0].eq(0).all()  # the flat-patch rule stays outside the trunk
+    cosine = (out[1:] * expected[1:]).sum(dim=1)
+    # 8-bit weights (per channel) and activations (per tensor): close, not equal
+    assert float(cosine.mean()) >= 0.99 and float(cosine.min()) >= 0.95
+    assert float(cosine.mean()) < 1 - 1e-7  # really quantised, not the float32 trunk
+    assert_close(out[1:].norm(dim=1), torch.ones(31))
+    assert fused(_patches(0, size)).shape == (0, net.dim)
+
+
+@needs_int8
+def test_int8_calibration_sets_the_activation_ranges():
+    # Calibrated on the patches it describes, the int8 trunk is closer to float32 than calibrated on
+    # patches of a 100x smaller contrast that the standardisation undoes -- i.e. it is the
+    # standardised calibration input that is observed, as the network will see it.
+    net = _make("hardnet")
+    x = _patches(64, seed=7)
+    with torch.no_grad():
+        expected = net(x)
+    same = net.fuse_for_inference(dtype=torch.qint8, calibration=x)
+    scaled = net.fuse_for_inference(dtype=torch.qint8, calibration=0.5 + (x - 0.5) / 100)
+    assert_close(same(x), scaled(x), atol=2e-2, rtol=0)  # a few rounding flips
+    wrong = net.fuse_for_inference(dtype=torch.qint8, calibration=torch.zeros(64, 1, 32, 32))
+    err = (same(x) - expected).norm(dim=1).mean()
+    assert err < (wrong(x) - expected).norm(dim=1).mean()
+
+
+@needs_int8
+def test_int8_restores_the_quantised_engine_and_runs_under_another():
+    from lookalike.descriptors.patch._quantize import quantize_trunk
+
+    before = torch.backends.quantized.engine
+    body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).eval()
+    q = quantize_trunk(body, torch.randn(8, 1, 8, 8))
+    assert torch.backends.quantized.engine == before
+    x = torch.randn(2, 1, 8, 8)
+    expected = q(x)
+    other = "onednn" if before != "onednn" else "x86"
+    if other in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = other
+        try:
+            assert_close(q(x), expected, atol=1e-6, rtol=0)
+        finally:
+            torch.backends.quantized.engine = before
+
+
+def test_int8_options_are_checked(monkeypatch):
+    from lookalike.core.errors import EmptyInputError
+    from lookalike.descriptors.patch._quantize import quantize_trunk
+
+    net = _make("hardnet")
+    if int8_engine("cpu") is not None:
+        with pytest.raises(OptionError, match="calibration"):
+            net.fuse_for_inference(dtype=torch.qint8)
+        with pytest.raises(OptionError, match="tensor"):
+            net.fuse_for_inference(dtype=torch.qint8, calibration=[[0.0]])
+        with pytest.raises(ShapeError):
+            net.fuse_for_inference(dtype=torch.qint8, calibration=torch.rand(4, 1, 31, 31))
+        with pytest.raises(EmptyInputError):
+            quantize_trunk(nn.Conv2d(1, 2, 3), torch.rand(0, 1, 8, 8))
+        with pytest.raises(DTypeError):
+            quantize_trunk(nn.Conv2d(1, 2, 3), torch.rand(2, 1, 8, 8, dtype=torch.float64))
+    monkeypatch.setattr(_base, "int8_engine", lambda device=None: None)
+    with pytest.raises(OptionError, match="int8"):
+        net.fuse_for_inference(dtype=torch.qint8, calibration=_patches(4))
+
+
+def test_int8_engine_and_preference_probes(monkeypatch):
+    from lookalike.descriptors.patch import _quantize
+
+    assert _quantize.int8_engine("meta") is None and not _quantize.int8_preferred("meta")
+    engines = property(lambda self: ["qnnpack", "none"])
+    monkeypatch.setattr(type(torch.backends.quantized), "supported_engines", engines)
+    assert _quantize.int8_engine("cpu") is None and not _quantize.int8_preferred("cpu")
+
+
+def test_int8_refuses_trunks_with_our_own_layers():
+    from lookalike.descriptors.patch._quantize import int8_quantizable, quantize_trunk
+
+    se = lookalike.create("descriptor", "hardnet_se").eval()
+    assert not int8_quantizable(se.features) and int8_quantizable(_make("hardnet").features)
+    if int8_engine("cpu") is not None:
+        with pytest.raises(OptionError, match=r"torch\.nn"):
+            se.fuse_for_inference(dtype=torch.qint8, calibration=_patches(4))
+        with pytest.raises(OptionError, match=r"torch\.nn"):
+            quantize_trunk(se.features, _patches(4))

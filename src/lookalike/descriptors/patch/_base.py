@@ -12,10 +12,12 @@ from lookalike.core.errors import OptionError
 from lookalike.descriptors._base import NETWORK_EXTENT, Descriptor, InputSpec
 from lookalike.descriptors.patch._functional import normalize_descriptors, standardize_patches
 from lookalike.descriptors.patch._inference import (
+    FUSED_DTYPES,
     FusedPatchNet,
     bf16_supported,
     fold_sequential,
 )
+from lookalike.descriptors.patch._quantize import int8_engine, int8_quantizable
 
 __all__ = ["PatchNet"]
 
@@ -111,6 +113,7 @@ class PatchNet(Descriptor):
         compile: bool = False,
         dynamic: bool | None = None,
         channels_last: bool = True,
+        calibration: torch.Tensor | None = None,
     ) -> FusedPatchNet:
         """An inference-only copy with BatchNorm folded into the convolutions.
 
@@ -122,18 +125,24 @@ class PatchNet(Descriptor):
                 ``torch.bfloat16`` (opt-in; trunk weights and activations in bfloat16, statistics,
                 head and norms in float32; cosine ≥ 0.9999 to float32 in our tests). bfloat16 needs
                 native support (:func:`~lookalike.descriptors.patch._inference.bf16_supported`).
+                ``torch.qint8`` (CPU): an 8-bit trunk calibrated on ``calibration`` (cosine ≈ 0.99 to
+                float32; :mod:`~lookalike.descriptors.patch._quantize`); never compiled.
             compile: ``torch.compile`` with Inductor freezing (first call compiles; see
                 :class:`~lookalike.descriptors.patch._inference.FusedPatchNet`).
             dynamic: ``torch.compile``'s ``dynamic`` (``False``: a static graph per batch size,
                 fastest for a fixed batch size; ``None``: dynamic from the second batch size on).
             channels_last: run the eager trunk in channels-last layout (faster with oneDNN on CPU).
+            calibration: ``(N, C, P, P)`` patches in [0, 1] for the int8 activation ranges (required
+                with ``torch.qint8``): patches like those to be described, never evaluation data.
 
         Returns:
             A :class:`~lookalike.descriptors.patch._inference.FusedPatchNet` with the same
             ``patch_size``, ``in_channels`` and ``dim``; its output is float32.
 
         Raises:
-            OptionError: unsupported ``dtype``, or bfloat16 without native support on the device.
+            OptionError: unsupported ``dtype``, bfloat16 without native support on the device,
+                int8 off the CPU, without calibration patches or for a trunk with layers outside
+                ``torch.nn``.
 
         Example:
             >>> import torch, lookalike
@@ -143,10 +152,16 @@ class PatchNet(Descriptor):
             >>> bool((fast(x) - net(x)).abs().max() < 1e-5)
             True
         """
-        check_option(dtype, [torch.float32, torch.bfloat16], "dtype")
+        check_option(dtype, FUSED_DTYPES, "dtype")
         device = next(self.features.parameters()).device
         if dtype == torch.bfloat16 and not bf16_supported(device):
             raise OptionError(f"dtype: bfloat16 is not supported natively on {device}")
+        if dtype == torch.qint8 and int8_engine(device) is None:
+            raise OptionError(f"dtype: int8 needs a CPU with a quantised engine, got {device}")
+        if dtype == torch.qint8 and not int8_quantizable(self.features):
+            raise OptionError(
+                f"dtype: int8 needs a trunk of torch.nn layers; {type(self).__name__} has others"
+            )
         return FusedPatchNet(
             body=fold_sequential(self.features),
             head=self._fused_projection(),
@@ -156,6 +171,7 @@ class PatchNet(Descriptor):
             in_channels=self.in_channels,
             dim=self.dim,
             dtype=dtype,
+            calibration=calibration,
             channels_last=channels_last,
             compile=compile,
             dynamic=dynamic,
