@@ -187,6 +187,9 @@ class Descriptor(nn.Module):
     metric: str = "l2"
     validate: bool = True
     input_name: ClassVar[str] = "input"
+    #: ``True`` where :meth:`forward_head` itself gives a flat input an all-zero row (SIFT: no
+    #: gradient, no histogram), so :meth:`forward` skips the separate pass over the input.
+    zeroes_flat_input: ClassVar[bool] = False
 
     def check_input(self, x: torch.Tensor, *, finite: bool | None = None) -> None:
         """Check ``x`` against :attr:`input_spec` (finite values too when ``validate``)."""
@@ -224,4 +227,6 @@ class Descriptor(nn.Module):
         if x.shape[0] == 0:
             return torch.zeros(0, self.dim, dtype=dtype, device=x.device)
         out = self.forward_head(self.forward_features(x))
+        if self.zeroes_flat_input:
+            return out.to(dtype)
         return zero_rows(out, flat_rows(x)).to(dtype)

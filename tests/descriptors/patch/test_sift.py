@@ -426,3 +426,19 @@ def test_bad_options_raise_option_error(kwargs):
     if call:
         with pytest.raises(OptionError):
             sift_describe(_rand(1, 41), **call)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["sift", "rootsift"])
+def test_flat_patches_zero_without_the_base_class_pass(name, dtype):
+    # SIFT skips Descriptor.forward's flat-input pass (zeroes_flat_input): its own normalisation must
+    # give the same all-zero rows, in every dtype, and leave textured rows as they were.
+    sift = lookalike.create("descriptor", name, patch_size=32)
+    assert sift.zeroes_flat_input
+    x = torch.rand(5, 1, 32, 32, generator=torch.Generator().manual_seed(3)).to(dtype)
+    x[1], x[2], x[3] = 0.0, 0.37, 1.0
+    out = sift(x)
+    assert out.dtype == dtype and out[1:4].eq(0).all() and out[[0, 4]].ne(0).any(dim=1).all()
+    from lookalike.descriptors._functional import flat_rows, zero_rows
+
+    torch.testing.assert_close(out, zero_rows(out, flat_rows(x)), atol=0, rtol=0)
