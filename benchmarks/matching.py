@@ -10,8 +10,9 @@
     pair: our pipeline with SIFT and with HardNet (the bundled weights if installed, else random
     weights: speed only) against OpenCV's own SIFT pipeline (``detectAndCompute``, brute-force kNN
     ratio test, ``findHomography(USAC_MAGSAC)``). HardNet runs twice: the pipeline's path (fused
-    network, bfloat16 where native, both images' patches in one describe call; ``--compile`` adds
-    the compiled network) and the path before it (unfused float32, image by image:
+    network at the pipeline's precision -- bfloat16 where native, else int8 on a CPU with VNNI (then
+    the fused float32 network runs too, for comparison), else float32 -- both images' patches in one
+    describe call; ``--compile`` adds the compiled network) and the path before it (unfused float32, image by image:
     ``ImageMatcher(..., batch_pair=False, descriptor_options={"fuse": False})``); the script prints
     the old/new ratio and our SIFT pair's time over OpenCV's, then times the two SIFT pairs alone,
     back to back (``--sift-rounds``), for a steadier ratio on a shared machine.
@@ -167,6 +168,11 @@ def bench_pair(
         fused = ImageMatcher(hardnet, max_keypoints=budget, descriptor_options=on)
         new_label = f"ours, {label}, fused {fused.describer.network.dtype}, one batch, {device}"
         candidates[new_label] = lambda: fused(g0, g1)
+        if fused.describer.network.dtype == torch.qint8:
+            f32 = ImageMatcher(
+                hardnet, max_keypoints=budget, descriptor_options={"precision": "float32", **on}
+            )
+            candidates[f"ours, {label}, fused float32, one batch, {device}"] = lambda: f32(g0, g1)
         if compile:
             compiled = ImageMatcher(
                 hardnet, max_keypoints=budget, descriptor_options={"compile": True, **on}

@@ -196,7 +196,8 @@ class ImageMatcher:
         descriptor_options: extra keywords for :func:`~lookalike.matching.describe.create_describer`
             (``extent``, ``batch_size``, ``device``, ``fuse``, ``precision``, ``compile``, factory
             arguments...). A network named by a spec is described by its fused copy (bfloat16 where
-            native, else float32; ``compile=True`` to compile it), built once per pipeline.
+            native, else int8 on a CPU with VNNI, else float32: ``precision="auto"``;
+            ``compile=True`` to compile it), built once per pipeline.
         batch_pair: describe both images' patches in one call of the batched describe path (patch
             describers); ``False`` describes image by image, as before this option existed.
         views: view synthesis for wide baselines (:mod:`lookalike.matching.views`): ``None`` (off,
