@@ -303,10 +303,13 @@ def test_int8_options_are_checked(monkeypatch):
             net.fuse_for_inference(dtype=torch.qint8, calibration=[[0.0]])
         with pytest.raises(ShapeError):
             net.fuse_for_inference(dtype=torch.qint8, calibration=torch.rand(4, 1, 31, 31))
+        trunk = nn.Sequential(nn.Conv2d(1, 2, 3))
         with pytest.raises(EmptyInputError):
-            quantize_trunk(nn.Conv2d(1, 2, 3), torch.rand(0, 1, 8, 8))
+            quantize_trunk(trunk, torch.rand(0, 1, 8, 8))
         with pytest.raises(DTypeError):
-            quantize_trunk(nn.Conv2d(1, 2, 3), torch.rand(2, 1, 8, 8, dtype=torch.float64))
+            quantize_trunk(trunk, torch.rand(2, 1, 8, 8, dtype=torch.float64))
+        with pytest.raises(OptionError, match="Sequential"):
+            quantize_trunk(nn.Conv2d(1, 2, 3), torch.rand(2, 1, 8, 8))
     monkeypatch.setattr(_base, "int8_engine", lambda device=None: None)
     with pytest.raises(OptionError, match="int8"):
         net.fuse_for_inference(dtype=torch.qint8, calibration=_patches(4))
