@@ -178,6 +178,7 @@ def test_run_matching_with_other_thresholds_and_registered_protocol(toy_sequence
     options = MatchingOptions(max_keypoints=300, thresholds=(2, 3, 4))
     report = run_matching(toy_sequence, ["opencv-sift"], sequences=["astro"], options=options)
     assert report.config["sequences"] == ["toy/v_astro"] and report.thresholds == (2, 3, 4)
+    assert report.config["network_precision"] == {}  # OpenCV's SIFT runs no fused network
     s = report.summary("opencv-sift")
     assert s["mma"][0] <= report.mma_at(s) <= s["mma"][2]
     protocol = lookalike.create("protocol", "homography_matching", options=options)

@@ -124,3 +124,16 @@ def test_matcher_options_are_shared_by_both_protocols_in_the_same_order():
     }
     assert PoseOptions(**base).matcher_kwargs() == {**base, "geometry": "none"}
     assert MatchingOptions("snn", "hessian", 7, 0.8) == MatchingOptions(**base)  # positional order
+
+
+def test_network_precisions_record_what_the_fused_networks_run_in():
+    from lookalike.eval.protocols._common import network_precisions
+    from lookalike.matching.describe import auto_precision
+
+    matchers = make_matchers(["sift", "hardnet:bundled"], {"max_keypoints": 10})
+    expected = {"bfloat16": "bfloat16", "int8": "qint8", "float32": "float32"}[
+        auto_precision("cpu", model=matchers["hardnet:bundled"].describer.model)
+    ]
+    assert network_precisions(matchers) == {"hardnet:bundled": expected}  # SIFT runs no network
+    unfused = make_matchers(["hardnet:bundled"], {"descriptor_options": {"fuse": False}})
+    assert network_precisions(unfused) == {}

@@ -171,6 +171,20 @@ def make_matchers(descriptors: Sequence[str], matcher_kwargs: Mapping[str, Any])
     return {name: ImageMatcher(name, **matcher_kwargs) for name in descriptors}
 
 
+def network_precisions(matchers: Mapping[str, Any]) -> dict[str, str]:
+    """``{label: trunk dtype}`` of the matchers whose describer runs a fused network.
+
+    The fused precision depends on the machine (``precision="auto"``: bfloat16, int8 or float32),
+    so a report records it next to its numbers.
+    """
+    out = {}
+    for label, matcher in matchers.items():
+        describer = getattr(matcher, "describer", None)
+        if getattr(describer, "fused", False):
+            out[label] = str(describer.network.dtype).removeprefix("torch.")
+    return out
+
+
 def version_stamp() -> dict[str, Any]:
     """``{"lookalike": version, "git": revision}``: the code version a report's ``config`` ends with."""
     from lookalike import __version__

@@ -44,6 +44,7 @@ from lookalike.eval.protocols._common import (
     MatcherReport,
     make_matchers,
     matcher_for,
+    network_precisions,
     options_from,
     run_matchers,
     version_stamp,
@@ -320,6 +321,7 @@ def run_matching(
         "protocol": "MMA: mutual NN (D2-Net); homography: pipeline matcher + MAGSAC++, corner error",
         **opts.matcher_kwargs(),
         "thresholds": list(opts.thresholds),
+        "network_precision": network_precisions(matchers),
         **version_stamp(),
     }
     return report

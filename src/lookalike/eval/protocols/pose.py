@@ -49,6 +49,7 @@ from lookalike.eval.protocols._common import (
     MatcherReport,
     make_matchers,
     matcher_for,
+    network_precisions,
     options_from,
     run_matchers,
     version_stamp,
@@ -319,6 +320,7 @@ def run_pose(
         ),
         **{k: v for k, v in asdict(opts).items() if k != "thresholds"},
         "thresholds": list(opts.thresholds),
+        "network_precision": network_precisions(matchers),
         **version_stamp(),
     }
     return report
