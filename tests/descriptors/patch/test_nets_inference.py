@@ -308,6 +308,8 @@ def test_int8_options_are_checked(monkeypatch):
             quantize_trunk(trunk, torch.rand(0, 1, 8, 8))
         with pytest.raises(DTypeError):
             quantize_trunk(trunk, torch.rand(2, 1, 8, 8, dtype=torch.float64))
+        with pytest.raises(OptionError, match="batch_size"):
+            quantize_trunk(trunk, torch.rand(2, 1, 8, 8), batch_size=0)
         with pytest.raises(OptionError, match="Sequential"):
             quantize_trunk(nn.Conv2d(1, 2, 3), torch.rand(2, 1, 8, 8))
     monkeypatch.setattr(_base, "int8_engine", lambda device=None: None)

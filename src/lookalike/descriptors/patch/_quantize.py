@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from lookalike.core.check import check_dtype, check_shape
+from lookalike.core.check import check_dtype, check_positive, check_shape
 from lookalike.core.errors import EmptyInputError, OptionError
 
 __all__ = ["int8_engine", "int8_preferred", "int8_quantizable", "quantize_trunk"]
@@ -140,6 +140,7 @@ def quantize_trunk(
         )
     check_shape(calibration, ["N", "C", "H", "W"], "calibration")
     check_dtype(calibration, [torch.float32], "calibration")
+    check_positive(batch_size, "batch_size")
     if calibration.shape[0] == 0:
         raise EmptyInputError("calibration: expected at least one patch, got 0")
     trunk = copy.deepcopy(body).float().cpu().eval()
