@@ -12,7 +12,8 @@
     ratio test, ``findHomography(USAC_MAGSAC)``). HardNet runs twice: the pipeline's path (fused
     network at the pipeline's precision -- bfloat16 where native, else int8 on a CPU with VNNI (then
     the fused float32 network runs too, for comparison), else float32 -- both images' patches in one
-    describe call; ``--compile`` adds the compiled network) and the path before it (unfused float32, image by image:
+    describe call; ``--compile`` adds the compiled network) and the path before it (unfused
+    float32, image by image:
     ``ImageMatcher(..., batch_pair=False, descriptor_options={"fuse": False})``); the script prints
     the old/new ratio and our SIFT pair's time over OpenCV's, then times the two SIFT pairs alone,
     back to back (``--sift-rounds``), for a steadier ratio on a shared machine.

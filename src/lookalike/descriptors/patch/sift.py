@@ -58,8 +58,8 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _FLAT_EPS = 1e-12  # a histogram with a smaller L2 norm is flat: all-zero descriptor
 _ROOT_EPS = 1e-10  # under RootSIFT's square root: finite gradient at empty bins (as kornia)
 # Angle-plane elements per CPU thread and block: 1 MiB in float32, inside a 1.25 MiB per-core L2.
-# 4,096 patches of 32 px on 2 threads, same run: 58-64 ms in blocks of 48-64 patches (this size: 56)
-# 73 ms in blocks of 227 (4 MiB per thread, the earlier size) and 107 ms in one pass.
+# 4,096 patches of 32 px on 2 threads, same run: 58-64 ms in blocks of 48-64 patches (this size: 56),
+# against 73 ms in blocks of 227 (4 MiB per thread, the earlier size) and 107 ms in one pass.
 _CPU_BLOCK_ELEMS = 1 << 18
 
 
@@ -306,6 +306,9 @@ class SIFTDescriptor(Descriptor):
     in_channels = 1
     patch_extent: float | None = SIFT_EXTENT
     needs_weights: ClassVar[bool] = False
+    # A flat patch has zero gradients, hence an all-zero histogram, which _normalise maps to an
+    # all-zero row: the base class's pass over the patches for flat ones would only repeat that.
+    zeroes_flat_input: ClassVar[bool] = True
     input_name: ClassVar[str] = "patches"
 
     def __init__(
@@ -345,10 +348,6 @@ class SIFTDescriptor(Descriptor):
         )
         self.register_buffer("pooling", pooling.T.contiguous().float(), persistent=False)
         self.register_buffer("fold", _fold_matrix(num_ang_bins, layout).float(), persistent=False)
-
-    # A flat patch has zero gradients, hence an all-zero histogram, which _normalise maps to an
-    # all-zero row: the base class's pass over the patches for flat ones would only repeat that.
-    zeroes_flat_input: ClassVar[bool] = True
 
     def forward_features(self, patches: torch.Tensor) -> torch.Tensor:
         """``(B, 1, P, P)`` patches -> ``(B, dim)`` pooled orientation histograms (not normalised).
