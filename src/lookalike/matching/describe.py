@@ -32,7 +32,8 @@ Convention:
       with VNNI (:func:`~lookalike.descriptors.patch._inference.int8_preferred`; calibrated on
       :func:`calibration_patches`, ≈ 2 s when the describer is built; not with ``compile``); else
       float32. ``torch.compile`` only with ``compile=True``. The int8 default was checked on held-out
-      re-lit pairs of held-out bundled photos (72 pairs, ``hardnet:bundled``): MMA@3 0.9224 against
+      re-lit pairs of held-out bundled photos (72 pairs, ``hardnet:bundled``,
+      ``benchmarks/precision.py``): MMA@3 0.9224 against
       0.9230 in float32, the same H@3, cosine to the float32 rows 0.9995 on average; on a CPU
       without bfloat16 it describes 3.3-4.5× faster. The copy is made once, when
       the describer is built, and reused by every call (it does not follow later changes to the
