@@ -44,6 +44,7 @@ Convention:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,7 +179,9 @@ class PatchDescriber:
         self.fused = bool(fuse or compile)
         #: what describes the patches: the fused copy, or the model itself
         self.network = (
-            _fused(model, self.name, precision, compile, self.extent) if self.fused else model
+            _fused(model, self.name, precision, compile, self.patch_size, self.extent)
+            if self.fused
+            else model
         )
         if batch_size is None:
             from lookalike.descriptors.describe import module_device
@@ -279,33 +282,40 @@ def calibration_patches(patch_size: int, extent: float) -> torch.Tensor:
     """``(N, 1, P, P)`` patches that calibrate an int8 network: the pipeline's own patches.
 
     Every :data:`CALIBRATION_STRIDE`-th of :data:`CALIBRATION_KEYPOINTS` DoG keypoints per photo of
-    :data:`CALIBRATION_PHOTOS`, cut by the pipeline's pyramid sampler at ``extent``: the distribution
-    the network sees when it matches.
+    :data:`CALIBRATION_PHOTOS`, cut by the pipeline's pyramid sampler at ``extent``
+    (:func:`~lookalike.data.pipeline_pairs.pipeline_patches`): the distribution the network sees
+    when it matches. Computed once per ``(patch_size, extent)`` and process; each call returns a copy.
 
     Example:
         >>> calibration_patches(32, 6.0).shape[1:]
         torch.Size([1, 32, 32])
     """
+    check_positive(patch_size, "patch_size")
+    check_positive(extent, "extent")
+    return _calibration_patches(int(patch_size), float(extent)).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _calibration_patches(patch_size: int, extent: float) -> torch.Tensor:
     import numpy as np
     import torch
 
     from lookalike.data.bundled import bundled_photos
+    from lookalike.data.pipeline_pairs import pipeline_patches
     from lookalike.matching.keypoints import detect_keypoints
-    from lookalike.matching.patches import extract_patches, image_to_tensor, keypoints_to_laf
 
-    check_positive(patch_size, "patch_size")
-    check_positive(extent, "extent")
     out = []
     for photo in bundled_photos(list(CALIBRATION_PHOTOS)):
         gray = photo.gray_array
         kps = detect_keypoints(gray, max_keypoints=CALIBRATION_KEYPOINTS)
         kps = kps.subset(np.arange(0, len(kps), CALIBRATION_STRIDE))
-        lafs = keypoints_to_laf(kps, extent=extent)
-        out.append(extract_patches(image_to_tensor(gray), lafs, patch_size))
+        out.append(pipeline_patches(gray, kps, patch_size=patch_size, extent=extent))
     return torch.cat(out)
 
 
-def _fused(model: Any, name: str, precision: str, compile: bool, extent: float) -> Any:
+def _fused(
+    model: Any, name: str, precision: str, compile: bool, patch_size: int, extent: float
+) -> Any:
     """``model.fuse_for_inference`` at the requested precision (module Convention)."""
     import torch
 
@@ -320,7 +330,7 @@ def _fused(model: Any, name: str, precision: str, compile: bool, extent: float) 
     if precision == "int8":
         if compile:
             raise OptionError("precision: int8 is not compiled; drop compile=True or pick a float")
-        patches = calibration_patches(int(getattr(model, "patch_size", 32)), extent)
+        patches = calibration_patches(patch_size, extent)
         return model.fuse_for_inference(dtype=torch.qint8, calibration=patches)
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     return model.fuse_for_inference(dtype=dtype, compile=bool(compile))

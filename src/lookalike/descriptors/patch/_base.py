@@ -17,7 +17,7 @@ from lookalike.descriptors.patch._inference import (
     bf16_supported,
     fold_sequential,
 )
-from lookalike.descriptors.patch._quantize import int8_engine, int8_quantizable
+from lookalike.descriptors.patch._quantize import int8_engine
 
 __all__ = ["PatchNet"]
 
@@ -142,7 +142,7 @@ class PatchNet(Descriptor):
         Raises:
             OptionError: unsupported ``dtype``, bfloat16 without native support on the device,
                 int8 off the CPU, without calibration patches or for a trunk with layers outside
-                ``torch.nn``.
+                ``torch.nn`` (:func:`~lookalike.descriptors.patch._quantize.quantize_trunk`).
 
         Example:
             >>> import torch, lookalike
@@ -158,10 +158,6 @@ class PatchNet(Descriptor):
             raise OptionError(f"dtype: bfloat16 is not supported natively on {device}")
         if dtype == torch.qint8 and int8_engine(device) is None:
             raise OptionError(f"dtype: int8 needs a CPU with a quantised engine, got {device}")
-        if dtype == torch.qint8 and not int8_quantizable(self.features):
-            raise OptionError(
-                f"dtype: int8 needs a trunk of torch.nn layers; {type(self).__name__} has others"
-            )
         return FusedPatchNet(
             body=fold_sequential(self.features),
             head=self._fused_projection(),

@@ -32,6 +32,8 @@ from lookalike.core.errors import EmptyInputError, OptionError
 
 __all__ = ["int8_engine", "int8_preferred", "int8_quantizable", "quantize_trunk"]
 
+_TORCH_NN = "torch.nn.modules."  # where torch.nn's layer classes live
+
 
 def int8_engine(device: torch.device | str | None = None) -> str | None:
     """The quantised engine for ``device`` (``"x86"`` or ``"fbgemm"``), or ``None`` if there is none.
@@ -75,12 +77,14 @@ def int8_quantizable(body: nn.Module) -> bool:
         >>> int8_quantizable(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()))
         True
     """
-    if not isinstance(body, nn.Sequential):
-        return False
-    return all(type(m).__module__.startswith("torch.nn.modules.") for m in body.modules())
+    return isinstance(body, nn.Sequential) and not _foreign_layers(body)
 
 
-_TORCH_LAYER_NAMES = {n for n in dir(nn) if isinstance(getattr(nn, n), type)}
+def _foreign_layers(body: nn.Module) -> list[str]:
+    """Names of the layer types in ``body`` that are not ``torch.nn`` layers."""
+    return sorted(
+        {type(m).__name__ for m in body.modules() if not type(m).__module__.startswith(_TORCH_NN)}
+    )
 
 
 @contextmanager
@@ -133,7 +137,7 @@ def quantize_trunk(
     if engine is None:
         raise OptionError("dtype: int8 needs a quantised CPU engine (x86 or fbgemm); none here")
     if not int8_quantizable(body):
-        layers = sorted({type(m).__name__ for m in body.modules()} - _TORCH_LAYER_NAMES)
+        layers = _foreign_layers(body)
         raise OptionError(
             "dtype: int8 needs an nn.Sequential trunk of torch.nn layers only, got "
             f"{type(body).__name__}" + (f" with {', '.join(layers)}" if layers else "")
