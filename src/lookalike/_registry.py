@@ -426,10 +426,18 @@ def resolve_weights(entry: Entry, weights: str | os.PathLike[str]) -> Path:
     return download(spec.url, spec.sha256)
 
 
+#: Constructor keywords that only choose a network's starting weights; a weights file that was saved
+#: with them loads without them (see :func:`build_with_weights`).
+START_ONLY_KEYWORDS = ("backbone_weights", "pretrained", "swin_weights")
+
+
 def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) -> Any:
     """Build ``entry`` with constructor kwargs from the weights file, load the weights strictly, eval mode.
 
     Keyword precedence: the named weights' ``WeightSpec.kwargs`` < the file's stored kwargs < ``kwargs``.
+    Stored keywords that only say where training *started* (:data:`START_ONLY_KEYWORDS`: a backbone
+    file, a download request) are dropped: the file holds every weight, so loading never needs the
+    start file nor a network.
     A module comes back in eval mode (see :func:`create`). When the file records the patch geometry its
     network was trained on (``training.patch_geometry.patch_extent``), the model's ``patch_extent`` is
     set to it, so the matching pipeline cuts patches the way training did.
@@ -448,7 +456,8 @@ def build_with_weights(entry: Entry, weights: str, kwargs: Mapping[str, Any]) ->
             f"not {entry.kind} {entry.name!r}"
         )
     spec = entry.weights.get(str(weights))
-    merged = {**(spec.kwargs if spec else {}), **meta.get("kwargs", {}), **kwargs}
+    stored = {k: v for k, v in meta.get("kwargs", {}).items() if k not in START_ONLY_KEYWORDS}
+    merged = {**(spec.kwargs if spec else {}), **stored, **kwargs}
     check_keywords(entry, merged)
     model = entry.factory(**merged)
     load_weights(model, path, strict=True)

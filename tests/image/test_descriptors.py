@@ -131,6 +131,91 @@ def test_backbone_weights_from_a_local_timm_checkpoint(tmp_path):
         create_backbone("resnet18", out_indices=(4,), pretrained=True, backbone_weights="x")
 
 
+def test_backbone_weights_from_a_shipped_descriptor_spec():
+    """``backbone_weights="gem:bundled"`` starts a network from that descriptor's trunk (re-ID recipe)."""
+    from lookalike.core.weights import WeightsError
+    from lookalike.descriptors.image._backbone import backbone_state
+    from lookalike.descriptors.reid.relation_net import RelationNet
+
+    shipped = lookalike.create("descriptor", "gem:bundled")
+    net = RelationNet(
+        backbone="resnet18",
+        input_size=(128, 48),
+        parts=4,
+        part_dim=8,
+        backbone_weights="gem:bundled",
+    )
+    trunk = dict(net.trunk_net.named_parameters())
+    # trunk_net = Sequential(stem (conv1, bn1, act1, maxpool), layer1..layer4)
+    torch.testing.assert_close(trunk["0.0.weight"], shipped.backbone.conv1.weight, rtol=0, atol=0)
+    torch.testing.assert_close(
+        trunk["4.1.conv2.weight"], shipped.backbone.layer4[1].conv2.weight, rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        net.trunk_net[1][0].bn1.running_var, shipped.backbone.layer1[0].bn1.running_var
+    )
+    assert next(net.parameters()).dtype == torch.float32
+    for bad, match in (
+        ("no-such-file.safetensors", "descriptor spec"),
+        ("hardnet:bundled", "no backbone"),
+        ("gem:no-such-weights", "neither a file nor a known name"),
+    ):
+        with pytest.raises(WeightsError, match=match):
+            backbone_state(bad)
+    with pytest.raises(LookalikeError, match=r"shape mismatch|missing keys"):
+        GeMDescriptor(backbone="resnet34", backbone_weights="gem:bundled")
+
+
+def test_a_network_saved_after_a_start_from_a_file_loads_without_that_file(tmp_path):
+    """``backbone_weights`` / ``pretrained`` only choose the start: the saved file loads on its own."""
+    from safetensors.torch import save_file
+
+    from lookalike._registry import START_ONLY_KEYWORDS
+    from lookalike.core.weights import read_metadata, save_weights
+    from lookalike.descriptors.image._backbone import backbone_state
+
+    start = tmp_path / "start.safetensors"
+    state, _ = backbone_state("gem:bundled")
+    save_file({k: v.float().contiguous() for k, v in state.items()}, str(start))
+    kwargs = {"backbone": "resnet18", "input_size": [64, 32], "parts": 2, "part_dim": 8}
+    net = lookalike.create("descriptor", "relation_net", backbone_weights=str(start), **kwargs)
+    with torch.no_grad():
+        net.trunk_net[4][1].conv2.weight.add_(0.5)  # "training" moved the trunk off its start
+    saved = save_weights(net, tmp_path / "net.safetensors")
+    assert read_metadata(saved)["kwargs"]["backbone_weights"] == str(start)
+    start.unlink()
+    loaded = lookalike.create("descriptor", f"relation_net:{saved}")
+    x = torch.rand(3, 3, 64, 32)
+    torch.testing.assert_close(loaded(x), net.eval()(x), rtol=0, atol=0)
+    assert {"backbone_weights", "pretrained"} <= set(START_ONLY_KEYWORDS)
+
+
+def test_image_side_resizes_the_shorter_side_before_the_scales():
+    torch.manual_seed(0)
+    net = GeMDescriptor(backbone="resnet18", image_side=40).eval()
+    plain = GeMDescriptor(backbone="resnet18").eval()
+    plain.load_state_dict(net.state_dict())
+    x = torch.rand(2, 3, 80, 120)
+    by_hand = F.interpolate(x, size=(40, 60), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(by_hand), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(net(x), plain(x), atol=1e-3)
+    multi = GeMDescriptor(backbone="resnet18", image_side=40, scales=(1.0, 0.5)).eval()
+    seen = []
+    multi.backbone.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    with torch.no_grad():
+        multi(torch.rand(1, 3, 120, 80))  # portrait: the shorter side is the width
+    assert seen == [(60, 40), (30, 20)]
+    for bad in (0, 1.5, True, "112"):
+        with pytest.raises(OptionError, match="image_side"):
+            GeMDescriptor(backbone="resnet18", image_side=bad)
+
+
+def test_gem_bundled_describes_at_the_size_given_unless_told_otherwise():
+    assert lookalike.create("descriptor", "gem:bundled").image_side is None
+    assert lookalike.create("descriptor", "gem:bundled", image_side=112).image_side == 112
+
+
 def test_no_download_by_default(monkeypatch):
     import timm.models._builder as builder
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import lookalike
-from lookalike._registry import build_component
+from lookalike._registry import build_component, is_shipped
 from lookalike.core.config import load_config
 from lookalike.core.errors import LookalikeError, OptionError
 from lookalike.data.reid.augment import ERASE_FILL, augment_crops, random_erasing
@@ -91,6 +91,11 @@ def test_reid_viper_recipe_fits_a_cpu(tmp_path):
     recipe = _viper_recipe(tmp_path)
     assert recipe.device == "cpu" and recipe.threads == 2
     assert list(recipe.model.kwargs["input_size"]) == [128, 48]
+    # the trunk starts from a shipped descriptor trained on the bundled photos only, never a download
+    assert is_shipped("descriptor", recipe.model.kwargs["backbone_weights"])
+    model = build_component(recipe.model, "descriptor")
+    names = dict(model.named_modules())
+    assert recipe.freeze and all(n in names for n in recipe.freeze)
     data = recipe.data.kwargs
     assert data["flip"] > 0 and data["pad"] > 0 and data["erase"] > 0
 

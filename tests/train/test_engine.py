@@ -16,7 +16,7 @@ from lookalike.core.config import ConfigError, load_config
 from lookalike.core.weights import read_metadata, read_weights
 from lookalike.train.checkpoint import CheckpointNotFoundError
 from lookalike.train.engine import train, train_patches
-from lookalike.train.optim import lr_factor
+from lookalike.train.optim import lr_factor, seed_everything
 from lookalike.train.recipe import PatchTrainRecipe, TrainRecipe
 
 ROOT = Path(__file__).parents[2]
@@ -219,3 +219,25 @@ def test_patch_geometry_of_the_data_goes_into_the_weights_and_back_into_the_mode
     model = lookalike.create("descriptor", "hardnet", weights=str(result.weights))
     assert model.patch_extent == 7.25 != type(model).patch_extent
     assert create_describer(f"hardnet:{result.weights}").extent == 7.25
+
+
+def test_frozen_modules_keep_their_weights_and_the_rest_trains(tmp_path):
+    """``freeze=[...]``: those parameters come out bit-identical, every other one moves."""
+    from lookalike.core.errors import OptionError
+    from lookalike.train.engine import freeze_modules
+
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    base = [*TINY, "steps=2", "val_every=0", "checkpoint_every=0", "seed=5"]
+    recipe = load_config(TrainRecipe, config, [*base, "freeze=[features.0]", f"out_dir={tmp_path}"])
+    assert recipe.freeze == ["features.0"]
+    seed_everything(5)  # as the engine does before it builds the model
+    start = build_component(recipe.model, "descriptor").state_dict()
+    trained, _ = read_weights(train(recipe, progress=False).weights)
+    frozen = [k for k in start if k.startswith("features.0.")]
+    assert frozen, "the test needs parameters under features.0"
+    for key in frozen:
+        torch.testing.assert_close(trained[key], start[key], rtol=0, atol=0, msg=key)
+    moved = [k for k in start if k.endswith("weight") and not k.startswith("features.0.")]
+    assert moved and all(not torch.equal(trained[k], start[k]) for k in moved)
+    with pytest.raises(OptionError, match="freeze: expected submodule names"):
+        freeze_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["1"])

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ from lookalike.train.report import (
 )
 from lookalike.train.tasks import Stream, Task, build_loss, build_task
 
-__all__ = ["TrainResult", "resolve_device", "train", "train_patches"]
+__all__ = ["TrainResult", "freeze_modules", "resolve_device", "train", "train_patches"]
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +132,37 @@ class _Parts:
     start: int = 0
 
 
+def freeze_modules(model: nn.Module, names: Sequence[str]) -> int:
+    """Stop training the parameters of ``model``'s submodules ``names``; returns how many were frozen.
+
+    Raises:
+        OptionError: a name that is not one of ``model.named_modules()`` (the message lists the
+            top-level ones).
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+        >>> freeze_modules(net, ["0"]), [p.requires_grad for p in net.parameters()]
+        (2, [False, False, True, True])
+    """
+    modules = dict(model.named_modules())
+    frozen = 0
+    for name in names:
+        if name not in modules or not name:
+            top = ", ".join(n for n in modules if n and "." not in n)
+            raise OptionError(
+                f"freeze: expected submodule names of the model ({top}, ...), got {name!r}"
+            )
+        for p in modules[name].parameters():
+            frozen += int(p.requires_grad)
+            p.requires_grad_(False)
+    return frozen
+
+
 def _build(recipe: TrainRecipe, device: torch.device, ctx: DistContext) -> _Parts:
     task = build_task(recipe.task.name, **recipe.task.kwargs)
     model = build_component(recipe.model, "descriptor").to(device).train()
+    freeze_modules(model, recipe.freeze)
     data = build_component(recipe.data, "dataset", **task.data_kwargs(recipe))
     extras = task.loss_kwargs(data, model)
     loss = build_loss(recipe.loss, extras).to(device)

@@ -81,6 +81,9 @@ class TrainRecipe:
         bf16: train under bfloat16 autocast (CPU and CUDA).
         threads: torch CPU threads (``0`` keeps the default).
         pca: optional PCA compression fitted after training.
+        freeze: names of the model's submodules (``named_modules`` names, e.g. ``trunk_net.0``)
+            whose parameters are not trained, e.g. the early stages of a backbone started from
+            other weights (``backbone_weights``); their BatchNorm statistics still follow the data.
         out_dir: parent folder of run directories.
     """
 
@@ -102,6 +105,7 @@ class TrainRecipe:
     bf16: bool = False
     threads: int = bounded(0, ge=0)
     pca: PCAConfig = field(default_factory=PCAConfig)
+    freeze: list[str] = field(default_factory=list)
     out_dir: Path = Path("runs")
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageDescriptor",
+    "backbone_state",
     "check_counts",
     "create_backbone",
     "load_backbone_weights",
@@ -81,7 +82,8 @@ def create_backbone(
         out_indices: the stages to return (timm's ``out_indices``; 0 is the stem).
         pretrained: let timm download its pretrained weights (needs a network; never the default).
         backbone_weights: a local ``.safetensors`` / ``.pth`` file of the backbone (a timm
-            checkpoint of the full classifier is fine: its head is skipped).
+            checkpoint of the full classifier is fine: its head is skipped), or the spec of a
+            descriptor whose trunk to start from (``"gem:bundled"``, see :func:`backbone_state`).
         **timm_kwargs: more keywords for ``timm.create_model``.
 
     Raises:
@@ -125,32 +127,72 @@ def _drop_unused_blocks(model: nn.Module) -> None:
     model.blocks = blocks[: last + 1]
 
 
-def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a backbone's weights from a local file; every backbone key must be found.
+def backbone_state(source: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], str]:
+    """``(state_dict, label)`` of a backbone weights ``source``: a local file, or a descriptor spec.
 
-    Keys of a classifier head (``fc.``, ``classifier.``, ``head.``, ``conv_head.``...) and of stages the
-    ``features_only`` model dropped are skipped; a missing backbone key or a shape mismatch raises.
+    A file (``.safetensors`` / ``.pth``) is read as it is. Otherwise ``source`` must be a
+    ``"name:weights"`` spec of a registered descriptor whose weights hold a timm backbone under
+    ``backbone.`` (``"gem:bundled"``, ``"dolg:bundled"``): those tensors are returned without the
+    prefix, so another network can start from a shipped descriptor's trunk. Named weights resolve
+    as :func:`lookalike.create` resolves them (package folder, or a checked download when declared).
+
+    Raises:
+        WeightsError: neither a file nor a ``name:weights`` spec, unknown weights, or a spec whose
+            file holds no ``backbone.`` tensors.
+        RegistryError: unknown descriptor name.
+
+    Example:
+        >>> state, label = backbone_state("gem:bundled")
+        >>> label, "layer4.1.bn2.weight" in state, any(k.startswith("whiten") for k in state)
+        ('gem:bundled (backbone.*)', True, False)
+    """
+    from lookalike._registry import get_entry, resolve_weights, split_spec
+    from lookalike.core.weights import WeightsError, read_weights
+
+    path = os.fspath(source)
+    if os.path.isfile(os.path.expanduser(path)):
+        state, _ = read_weights(os.path.expanduser(path))
+        return {k.removeprefix("module."): v for k, v in state.items()}, path
+    name, weights = split_spec(path)
+    if not name or not weights:
+        raise WeightsError(
+            f"backbone_weights: expected a weights file or a 'name:weights' descriptor spec "
+            f"(e.g. 'gem:bundled'), got {path!r}"
+        )
+    state, _ = read_weights(resolve_weights(get_entry("descriptor", name), weights))
+    trunk = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    if not trunk:
+        raise WeightsError(f"backbone_weights: {path!r} holds no backbone.* tensors")
+    return trunk, f"{path} (backbone.*)"
+
+
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a backbone's weights from a local file or a descriptor spec; every backbone key must be found.
+
+    ``path`` is read by :func:`backbone_state` (a file, or ``"gem:bundled"``-style spec whose
+    ``backbone.*`` tensors are taken). Keys of a classifier head (``fc.``, ``classifier.``,
+    ``head.``, ``conv_head.``...) and of stages the ``features_only`` model dropped are skipped; a
+    missing backbone key or a shape mismatch raises.
 
     Raises:
         WeightsError: unreadable file, missing keys, or mismatched shapes.
     """
-    from lookalike.core.weights import WeightsError, read_weights
+    from lookalike.core.weights import WeightsError
 
-    state, _ = read_weights(path)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state, label = backbone_state(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     if missing:
         raise WeightsError(
-            f"{path} does not fit the backbone {type(model).__name__}: missing keys {missing[:8]}"
+            f"{label} does not fit the backbone {type(model).__name__}: missing keys {missing[:8]}"
         )
     wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if wrong:
         raise WeightsError(
-            f"{path}: shape mismatch for {wrong[:4]} (file {tuple(state[wrong[0]].shape)}, "
+            f"{label}: shape mismatch for {wrong[:4]} (file {tuple(state[wrong[0]].shape)}, "
             f"backbone {tuple(own[wrong[0]].shape)})"
         )
-    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    model.load_state_dict({k: state[k].to(own[k].dtype) for k in own}, strict=True)
 
 
 class ImageDescriptor(Descriptor):

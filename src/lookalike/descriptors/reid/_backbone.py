@@ -93,7 +93,9 @@ def resnet_stages(
             ResNet-18 with 16-128 channels for CPU training). Only 1 fits pretrained weights.
         pretrained: let timm download its weights (explicit request only).
         backbone_weights: a local ``.safetensors`` / ``.pth`` file of the ResNet (a full timm
-            checkpoint is fine: its classifier is skipped).
+            checkpoint is fine: its classifier is skipped), or a descriptor spec whose trunk is a
+            ResNet of the same layout (``"gem:bundled"``: ResNet-18; see
+            :func:`lookalike.descriptors.image._backbone.backbone_state`).
 
     Raises:
         OptionError: not a timm ResNet, a bad ``last_stride``, or both weight sources.

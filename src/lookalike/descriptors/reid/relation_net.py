@@ -120,7 +120,8 @@ class RelationNet(ReidNetwork):
         relation: one-vs-rest relations for the parts (``False``: ``q_i = p̄_i``).
         gcp: global contrastive pooling for ``q_0`` (``False``: ``q_0 = p̄_max``).
         pretrained: let timm download the ResNet's ImageNet weights (explicit request only).
-        backbone_weights: a local weights file of the ResNet.
+        backbone_weights: a local weights file of the ResNet, or a descriptor spec
+            (``"gem:bundled"``) whose ResNet trunk to start from.
         size_range: accepted input sides ``(min, max)`` in pixels.
         validate: check for NaN / infinite input.
 

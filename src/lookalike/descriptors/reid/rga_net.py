@@ -52,7 +52,8 @@ class RGANet(ReidNetwork):
         dim: descriptor size: the backbone's channels (2048 for ResNet-50; BNNeck alone) or fewer
             (a bias-free linear projection before the BNNeck, e.g. 512).
         pretrained: let timm download the ResNet's ImageNet weights (explicit request only).
-        backbone_weights: a local weights file of the ResNet.
+        backbone_weights: a local weights file of the ResNet, or a descriptor spec
+            (``"gem:bundled"``) whose ResNet trunk to start from.
         size_range: accepted input sides ``(min, max)`` in pixels.
         validate: check for NaN / infinite input.
 
