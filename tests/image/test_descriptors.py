@@ -363,6 +363,23 @@ def test_ensemble_averages_families_and_concatenates(tmp_path):
         load_ensemble(tmp_path / "bad.yaml")
 
 
+def test_ensemble_family_weights_give_a_weighted_score_fusion(tmp_path):
+    x, y = _images(3, seed=0), _images(3, seed=1)
+    hist, stripes = (lookalike.create("descriptor", n) for n in ("color-hist", "stripe-hsv"))
+    ens = EnsembleDescriptor(members=["color-hist", "stripe-hsv"], family_weights=[1.0, 0.25])
+    # unit member rows: cos(ens) = (cos_hist + 0.25 cos_stripes) / 1.25, computed by hand
+    expected = (hist(x) @ hist(y).T + 0.25 * stripes(x) @ stripes(y).T) / 1.25
+    torch.testing.assert_close(ens(x) @ ens(y).T, expected)
+    assert ens.dim == hist.dim + stripes.dim and ens.fitted and ens.crop_size == (128, 48)
+    (tmp_path / "w.yaml").write_text(
+        "members: [color-hist, stripe-hsv]\nfamily_weights: [1, 0.25]\n"
+    )
+    torch.testing.assert_close(load_ensemble(tmp_path / "w.yaml")(x), ens(x))
+    for bad in ([1.0], [1.0, 0.0], [1.0, -2.0], [True, 1.0], [1.0, float("nan")], "1,2"):
+        with pytest.raises(OptionError, match="family_weights: expected 2 positive numbers"):
+            EnsembleDescriptor(members=["color-hist", "stripe-hsv"], family_weights=bad)
+
+
 @pytest.mark.parametrize("name", ["gem", "dolg", "hybrid_swin"])
 def test_learned_image_descriptors_need_weights_and_go_channels_last(name):
     from lookalike._registry import get_entry

@@ -139,3 +139,19 @@ def test_the_default_global_descriptor_is_the_first_installed_candidate():
     assert GLOBAL_SHIPPED_CANDIDATES
     assert all(is_shipped("descriptor", spec) for spec in GLOBAL_SHIPPED_CANDIDATES)
     assert best_shipped_global_descriptor() == GLOBAL_SHIPPED_CANDIDATES[0] == "gem:bundled"
+
+
+def test_the_gem_colour_ensemble_file_fuses_shipped_members_with_equal_weights():
+    from lookalike.descriptors.image.ensemble import load_ensemble
+
+    ens = load_ensemble(ROOT / "configs" / "ensembles" / "gem_color.yaml").eval()
+    assert ens.specs == ["gem:bundled", "color-hist"] and is_shipped("descriptor", "gem:bundled")
+    assert ens.family_weights == [1.0, 1.0]
+    x = torch.nn.functional.interpolate(_photo("astronaut"), size=(96, 96), mode="area")
+    gem, hist = (
+        lookalike.create("descriptor", "gem:bundled"),
+        lookalike.create("descriptor", "color-hist"),
+    )
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(torch.cat([gem(x), hist(x)], dim=1), dim=1)
+        torch.testing.assert_close(ens(x), expected)

@@ -99,3 +99,53 @@ def test_bad_bases_and_inputs_are_refused():
         head.fit(torch.rand(0, 3, 64, 32), [], [])
     with pytest.raises(EmptyInputError):  # one camera only: no cross-view pair
         head.fit(torch.rand(4, 3, 64, 32), [0, 0, 1, 1], [0, 0, 0, 0])
+
+
+def test_an_ensemble_fits_its_lomo_xqda_member_and_fuses_it_with_a_network(tmp_path):
+    from lookalike.descriptors.image.ensemble import EnsembleDescriptor
+
+    images, ids, cams = _crops()
+    torch.manual_seed(0)
+    net = lookalike.create("descriptor", "relation_net", **TINY_NET).eval()
+    path = save_weights(net, tmp_path / "net.safetensors")
+    fusion = lookalike.create(  # through the registry, so that its file records the members
+        "descriptor",
+        "ensemble",
+        members=["lomo-xqda", f"relation_net:{path}"],
+        family_weights=[1.0, 0.25],
+    )
+    assert not fusion.fitted and fusion.dim == 26960 + net.dim
+    assert fusion.crop_size == (128, 48)  # the larger of LOMO's (128, 48) and the net's (64, 32)
+    fusion.fit(images, ids, cams)
+    reference = lookalike.create("descriptor", "lomo-xqda").fit(images, ids, cams)
+    assert fusion.fitted and fusion.dim == reference.dim + net.dim
+    test = _crops(seed=1)[0][:5]
+    with torch.no_grad():
+        expected = torch.cat([reference(test), 0.5 * net(test)], dim=1)  # sqrt(0.25) = 0.5
+        torch.testing.assert_close(fusion(test), torch.nn.functional.normalize(expected, dim=1))
+    saved = save_weights(fusion, tmp_path / "fusion.safetensors")  # the fitted projection travels
+    loaded = lookalike.create("descriptor", f"ensemble:{saved}")
+    assert loaded.fitted
+    torch.testing.assert_close(loaded(test), fusion(test))
+    with pytest.raises(OptionError, match="learned network without weights"):
+        EnsembleDescriptor(members=["lomo-xqda", "relation_net"])  # a network cannot be fitted
+
+
+def test_the_reid_protocol_and_cli_fit_an_ensemble_file_on_training_ids(tmp_path, capsys):
+    from lookalike.cli.main import main
+    from lookalike.data.reid import read_benchmark
+    from lookalike.eval.protocols.reid import evaluate_reid
+    from reid.formats import write_viper
+
+    write_viper(tmp_path / "viper", n_ids=10)
+    (tmp_path / "fusion.yaml").write_text(
+        "members: [lomo-xqda, stripe-hsv]\nfamily_weights: [1.0, 0.5]\n"
+    )
+    bench = read_benchmark("viper", tmp_path / "viper", split=0)
+    result = evaluate_reid(str(tmp_path / "fusion.yaml"), bench, max_rank=5)
+    assert result.fit_seconds > 0 and result.descriptor.endswith("fusion.yaml")
+    out = tmp_path / "out"
+    args = ["evaluate", "reid", "--data", str(tmp_path), "--benchmark", "viper"]
+    code = main([*args, "--descriptors", str(tmp_path / "fusion.yaml"), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "results.md").is_file()

@@ -96,6 +96,8 @@ def _check_descriptors(specs: list[str], allow_random: bool) -> None:
 
     registered = set(lookalike.list_registered("descriptor"))
     for spec in specs:
+        if spec.endswith((".yaml", ".yml")):  # an ensemble file, read when evaluated
+            continue
         name = split_spec(spec)[0]
         if name not in registered:
             from lookalike.core.errors import OptionError
@@ -160,7 +162,10 @@ def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--benchmark", required=True, choices=BENCHMARK_CHOICES)
     parser.add_argument(
-        "--descriptors", default="lomo-xqda,stripe-hsv", help="comma-separated descriptor specs"
+        "--descriptors",
+        default="lomo-xqda,stripe-hsv",
+        help="comma-separated descriptor specs, or an ensemble YAML file "
+        "(members: [lomo-xqda, relation_net:W], family_weights: [1, 0.25])",
     )
     parser.add_argument("--split", type=int, default=0, help="VIPeR split 0-9 (default 0)")
     parser.add_argument(

@@ -299,6 +299,8 @@ def test_int8_options_are_checked(monkeypatch):
     if int8_engine("cpu") is not None:
         with pytest.raises(OptionError, match="calibration"):
             net.fuse_for_inference(dtype=torch.qint8)
+        with pytest.raises(OptionError, match="int8 trunk is not compiled"):  # as PatchDescriber
+            net.fuse_for_inference(dtype=torch.qint8, calibration=_patches(4), compile=True)
         with pytest.raises(OptionError, match="tensor"):
             net.fuse_for_inference(dtype=torch.qint8, calibration=[[0.0]])
         with pytest.raises(ShapeError):

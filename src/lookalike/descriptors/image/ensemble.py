@@ -2,18 +2,28 @@
 
 Members are registry specs (``"dolg:run1.safetensors"``, ``"gem:bundled"``, ``"color-hist"``). The
 rows of the members of one family (one registered name) are averaged; the families' averages are
-concatenated and the result L2-normalised. A YAML file lists the members::
+concatenated (each times ``sqrt(w)`` for a family weight ``w``, default 1) and the result
+L2-normalised. A YAML file lists the members and, optionally, the family weights::
 
     members: [dolg:a.safetensors, dolg:b.safetensors, hybrid_swin:c.safetensors]
+    family_weights: [1.0, 0.5]
 
-(or the bare list).
+(or the bare list). With unit member rows, the inner product of two ensemble rows is then the
+``w``-weighted sum of the families' inner products (over the norms): a weighted score fusion.
+
+A member that learns from labelled data by a ``fit(images, ids, cams)`` method (``lomo-xqda``) may
+be given without weights: :meth:`EnsembleDescriptor.fit` fits it (re-ID protocols call ``fit`` on
+the training identities, e.g. ``members: [lomo-xqda, relation_net:W]`` fuses LOMO+XQDA with a
+network).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,6 +42,11 @@ def read_members(path: str | os.PathLike[str]) -> list[str]:
         DataNotFoundError: no such file.
         OptionError: the file holds no list of spec strings.
     """
+    return _read_file(path)[0]
+
+
+def _read_file(path: str | os.PathLike[str]) -> tuple[list[str], Any]:
+    """``(members, family_weights or None)`` of an ensemble YAML file."""
     import yaml
 
     file = Path(path).expanduser()
@@ -43,14 +58,46 @@ def read_members(path: str | os.PathLike[str]) -> list[str]:
         raise OptionError(
             f"{file}: expected a non-empty list of descriptor specs (members: [...]), got {data!r}"
         )
-    return members
+    weights = data.get("family_weights") if isinstance(data, dict) else None
+    return members, weights
 
 
 def load_ensemble(
     path: str | os.PathLike[str], *, allow_random: bool = False
 ) -> EnsembleDescriptor:
-    """Build an :class:`EnsembleDescriptor` from a YAML file (see :func:`read_members`)."""
-    return create("descriptor", "ensemble", members=read_members(path), allow_random=allow_random)
+    """Build an :class:`EnsembleDescriptor` from a YAML file (``members``, optional ``family_weights``)."""
+    members, weights = _read_file(path)
+    return create(
+        "descriptor",
+        "ensemble",
+        members=members,
+        family_weights=weights,
+        allow_random=allow_random,
+    )
+
+
+def _fittable(spec: str) -> bool:
+    """Whether the member ``spec`` names, without weights, a descriptor that fits on labelled data."""
+    from lookalike._registry import get_entry
+
+    name, weights = split_spec(spec)
+    return weights is None and callable(getattr(get_entry("descriptor", name).factory, "fit", None))
+
+
+def _check_weights(weights: Any, n: int) -> list[float]:
+    if weights is None:
+        return [1.0] * n
+    ok = isinstance(weights, (list, tuple)) and len(weights) == n
+    values = (
+        [w for w in weights if isinstance(w, (int, float)) and not isinstance(w, bool)]
+        if ok
+        else []
+    )
+    if not ok or len(values) != n or not all(math.isfinite(w) and w > 0 for w in values):
+        raise OptionError(
+            f"family_weights: expected {n} positive numbers (one per family), got {weights!r}"
+        )
+    return [float(w) for w in values]
 
 
 def _intersect(specs: Sequence[InputSpec]) -> InputSpec:
@@ -69,12 +116,16 @@ class EnsembleDescriptor(Descriptor):
     """Average the rows within a family, concatenate families, L2-normalise.
 
     Args:
-        members: registry specs ``name`` or ``name:weights`` (required, at least one).
+        members: registry specs ``name`` or ``name:weights`` (required, at least one). A member that
+            fits on labelled data (``lomo-xqda``) may come without weights; see :meth:`fit`.
+        family_weights: one positive weight per family, in order of first appearance (default:
+            all 1); a family's part is scaled by ``sqrt(w)``.
         allow_random: accept learned members without weights (random initialisation).
         validate: check for NaN / infinite input.
 
     Attributes:
         families: the family names in order, each with its member indices.
+        specs: the member specs.
 
     Convention:
         The members are in eval mode after construction when built with weights (as
@@ -98,6 +149,7 @@ class EnsembleDescriptor(Descriptor):
         self,
         *,
         members: Sequence[str],
+        family_weights: Sequence[float] | None = None,
         allow_random: bool = False,
         validate: bool = True,
     ) -> None:
@@ -112,26 +164,68 @@ class EnsembleDescriptor(Descriptor):
                 kind="descriptor",
                 field="members",
                 container="ensemble",
-                allow_random=allow_random,
+                allow_random=allow_random or _fittable(spec),
             )
         self.members = nn.ModuleList(create("descriptor", spec) for spec in members)
         self.specs = list(members)
         self.families: dict[str, list[int]] = {}
         for i, spec in enumerate(members):
             self.families.setdefault(split_spec(spec)[0], []).append(i)
+        self._check_family_sizes()
+        self.family_weights = _check_weights(family_weights, len(self.families))
+        self.input_spec = _intersect([m.input_spec for m in self.members])
+        self.validate = validate
+
+    def _check_family_sizes(self) -> None:
         for family, index in self.families.items():
             dims = {self.members[i].dim for i in index}
             if len(dims) != 1:
                 raise ShapeError(
                     f"members of family {family!r}: expected one descriptor size, got {sorted(dims)}"
                 )
-        self.input_spec = _intersect([m.input_spec for m in self.members])
-        self.dim = sum(self.members[index[0]].dim for index in self.families.values())
-        self.validate = validate
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        """Sum of the families' sizes (a fittable member's size changes when it is fitted)."""
+        return sum(int(self.members[index[0]].dim) for index in self.families.values())
+
+    @property
+    def fitted(self) -> bool:
+        """Whether every member that fits on labelled data is fitted (``True`` when none does)."""
+        return all(getattr(m, "fitted", True) for m in self.members)
+
+    @property
+    def crop_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` re-ID crops are read at: the largest of the members' (area), if any."""
+        sizes = [tuple(m.crop_size) for m in self.members if getattr(m, "crop_size", None)]
+        return max(sizes, key=lambda s: s[0] * s[1]) if sizes else None  # type: ignore[return-value]
+
+    def fit(self, images: torch.Tensor, ids: Any, cams: Any, **kwargs: Any) -> EnsembleDescriptor:
+        """Fit every member that has a ``fit`` method and is not fitted yet, on the same labelled
+        ``images`` ``(n, 3, H, W)`` (re-ID: identities and cameras); the others are untouched.
+        """
+        self.check_input(images)
+        for member in self.members:
+            if callable(getattr(member, "fit", None)) and not getattr(member, "fitted", True):
+                member.fit(images, ids, cams, **kwargs)
+        self._check_family_sizes()
+        return self
+
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Let members adapt to a saved file (a fitted member takes its saved projection's size)."""
+        for i, member in enumerate(self.members):
+            adapt = getattr(member, "adapt_state_dict", None)
+            if callable(adapt):
+                prefix = f"members.{i}."
+                own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                rest = {k: v for k, v in state.items() if not k.startswith(prefix)}
+                state = {**rest, **{prefix + k: v for k, v in adapt(own).items()}}
+        return state
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         parts = []
-        for index in self.families.values():
+        for index, w in zip(self.families.values(), self.family_weights, strict=True):
             rows = [self.members[i](x).to(x.dtype) for i in index]
-            parts.append(torch.stack(rows).mean(dim=0))
+            part = torch.stack(rows).mean(dim=0)
+            parts.append(part if w == 1.0 else part * math.sqrt(w))
         return torch.cat(parts, dim=1)

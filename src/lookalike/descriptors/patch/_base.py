@@ -126,7 +126,8 @@ class PatchNet(Descriptor):
                 head and norms in float32; cosine ≥ 0.9999 to float32 in our tests). bfloat16 needs
                 native support (:func:`~lookalike.descriptors.patch._inference.bf16_supported`).
                 ``torch.qint8`` (CPU): an 8-bit trunk calibrated on ``calibration`` (cosine ≈ 0.99 to
-                float32; :mod:`~lookalike.descriptors.patch._quantize`); never compiled.
+                float32; :mod:`~lookalike.descriptors.patch._quantize`); never compiled
+                (``compile=True`` with it raises).
             compile: ``torch.compile`` with Inductor freezing (first call compiles; see
                 :class:`~lookalike.descriptors.patch._inference.FusedPatchNet`).
             dynamic: ``torch.compile``'s ``dynamic`` (``False``: a static graph per batch size,
@@ -141,7 +142,7 @@ class PatchNet(Descriptor):
 
         Raises:
             OptionError: unsupported ``dtype``, bfloat16 without native support on the device,
-                int8 off the CPU, without calibration patches or for a trunk with layers outside
+                int8 off the CPU, with ``compile=True``, without calibration patches or for a trunk with layers outside
                 ``torch.nn`` (:func:`~lookalike.descriptors.patch._quantize.quantize_trunk`).
 
         Example:

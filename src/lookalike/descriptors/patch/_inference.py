@@ -202,8 +202,10 @@ class FusedPatchNet(nn.Module):
         self.dtype = dtype
         self.input_spec = InputSpec(channels=in_channels, size=patch_size)
         if dtype == torch.qint8:
+            if compile:  # as PatchDescriber: refused, not silently dropped
+                raise OptionError("compile: an int8 trunk is not compiled; drop compile=True")
             body = _int8_body(body, calibration, self.input_spec, kind=kind, eps=eps)
-            channels_last = compile = False  # quantised kernels pick their layout; no Inductor
+            channels_last = False  # quantised kernels pick their layout
         else:
             body = body.to(dtype)
         # Compiled graphs choose their own layouts (freezing makes the convolutions channels-last);

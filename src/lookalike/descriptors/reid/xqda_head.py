@@ -78,7 +78,7 @@ class XQDAHead(FittedProjection, Descriptor):
     @property
     def crop_size(self) -> tuple[int, int]:
         """``(height, width)`` the re-ID protocol reads crops at: the base's."""
-        return tuple(getattr(self.base, "crop_size", (256, 128)))  # type: ignore[return-value]
+        return tuple(getattr(self.base, "crop_size", None) or (256, 128))  # type: ignore[return-value]
 
     @property
     def dim(self) -> int:  # type: ignore[override]

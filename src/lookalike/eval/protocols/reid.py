@@ -75,10 +75,10 @@ class ReidResult:
 
 
 def _model(describer: Any) -> tuple[Any, str]:
-    if isinstance(describer, str):
-        import lookalike
+    if isinstance(describer, str):  # a registry spec or an ensemble YAML file
+        from lookalike.eval.protocols.retrieval import build_describer
 
-        return lookalike.create("descriptor", describer), describer
+        return build_describer(describer), describer
     if not callable(describer):
         raise OptionError(
             f"describer: expected a descriptor spec or a module, got {type(describer).__name__}"
@@ -90,7 +90,7 @@ def describe_images(model: Any, images: ReidImages, *, batch_size: int = 64) -> 
     """``(N, D)`` float32 CPU rows of ``images`` read at ``model.crop_size`` (eval mode, no gradients)."""
     if len(images) == 0:
         raise EmptyInputError("describe_images: expected at least one image, got none")
-    size = tuple(getattr(model, "crop_size", DEFAULT_CROP))
+    size = tuple(getattr(model, "crop_size", None) or DEFAULT_CROP)
     device = module_device(model)
     out = []
     with eval_mode(model):
@@ -109,7 +109,7 @@ def _fit_if_needed(model: Any, bench: ReidBenchmark, batch_size: int) -> float:
             f"{bench.name}: the descriptor needs training images to fit, got none"
         )
     start = time.perf_counter()
-    size = tuple(getattr(model, "crop_size", DEFAULT_CROP))
+    size = tuple(getattr(model, "crop_size", None) or DEFAULT_CROP)
     fit(load_crops(bench.train.paths, size), bench.train.ids, bench.train.cams)
     return time.perf_counter() - start
 
@@ -126,7 +126,8 @@ def evaluate_reid(
     """Evaluate one descriptor on one benchmark (see the module docstring).
 
     Args:
-        describer: a registered spec (``"lomo-xqda"``, ``"name:weights"``) or a descriptor module.
+        describer: a registered spec (``"lomo-xqda"``, ``"name:weights"``), an ensemble YAML file
+            (``members: [lomo-xqda, relation_net:W]``) or a descriptor module.
         bench: the benchmark (its ``train`` part is used only to fit descriptors that need it).
         rerank: apply k-reciprocal re-ranking (k1 = 20, k2 = 6, lambda = 0.3; fewer neighbours
             on tiny galleries).
