@@ -52,8 +52,8 @@ NETWORKS: dict[str, list[str]] = {
 
 #: Weight of the network's family against LOMO+XQDA's (1) in the fused rows: the cosine of two fused
 #: rows is ``(cos_lomo + w * cos_net) / (1 + w)``. Chosen on an inner split of split 0's TRAINING ids
-#: (158 ids trained, the other 158 scored; w in 1 / 0.5 / 0.25 / 0.1 gave rank-1 35.4 / 39.2 / 40.5 /
-#: 41.8 with the network's XQDA rows instead of its raw rows; raw rows at 0.25: 40.5, LOMO+XQDA 39.2).
+#: (158 ids trained, the other 158 scored; LOMO+XQDA alone 39.2 rank-1): w = 1 / 0.5 / 0.25 gave
+#: 35.4 / 39.2 / 40.5 with the network's rows (40.5 / 41.8 at 0.5 / 0.25 with its XQDA rows).
 FUSION_WEIGHT = 0.25
 
 
@@ -62,9 +62,12 @@ def trained_network(name: str, split: int, trained: Path) -> tuple[str, float] |
     found = sorted(trained.glob(f"*-viper_{name}_split{split}/weights.safetensors"))
     if not found:
         return None
-    metrics = found[-1].parent / "metrics.json"
+    import yaml
+
+    run = found[-1].parent
+    model = yaml.safe_load((run / "config.yaml").read_text())["model"]["name"]
+    metrics = run / "metrics.json"
     seconds = json.loads(metrics.read_text()).get("train_seconds") if metrics.is_file() else None
-    model = "relation_net" if name.startswith("relation_net") else "rga"
     return f"{model}:{found[-1]}", (float(seconds) / 60 if seconds else float("nan"))
 
 
