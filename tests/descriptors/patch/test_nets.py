@@ -365,3 +365,17 @@ def test_hardnet8_pca_fitted_on_forward_features():
         got = net(x)
         raw = (F.normalize(net.forward_features(x).double(), dim=1) - mean) @ comps
     assert_close(got, F.normalize(raw, dim=1).float(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (128, 128, 1, 1), (4, 2, 3, 3), (64, 8)])
+@pytest.mark.parametrize("fallback", [False, True])
+def test_orthogonal_init_rows_or_columns_are_orthonormal(shape, fallback, monkeypatch):
+    from lookalike.descriptors.patch.hardnet import orthogonal_
+
+    if fallback:  # as if Cholesky failed: the QR path must give the same kind of matrix
+        real = torch.linalg.cholesky_ex
+        monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda a: (real(a)[0], torch.tensor(1)))
+    torch.manual_seed(0)
+    w = orthogonal_(torch.empty(shape), gain=0.5).flatten(1)
+    small = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    torch.testing.assert_close(small, 0.25 * torch.eye(small.shape[0]), atol=1e-5, rtol=0)

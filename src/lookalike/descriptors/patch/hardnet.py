@@ -71,11 +71,16 @@ def orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     rows = weight.shape[0]
     flat = torch.randn(rows, weight.numel() // rows)
     wide = flat.shape[0] <= flat.shape[1]
-    g = flat if wide else flat.T
-    chol = torch.linalg.cholesky((g @ g.T).double()).float()
-    q = torch.linalg.solve_triangular(chol, g, upper=False)
+    g = (flat if wide else flat.T).double()
+    # float64 Gram: a square Gaussian G is often ill-conditioned (float32 broke Cholesky now and then)
+    chol, info = torch.linalg.cholesky_ex(g @ g.T)
+    if int(info) == 0:
+        q = torch.linalg.solve_triangular(chol, g, upper=False)
+    else:  # numerically singular (vanishingly rare in float64): the tall QR, signs as above
+        qr, r = torch.linalg.qr(g.T)
+        q = (qr * torch.sign(torch.diagonal(r))).T
     with torch.no_grad():
-        weight.copy_((q if wide else q.T).reshape(weight.shape) * gain)
+        weight.copy_((q if wide else q.T).reshape(weight.shape).to(weight.dtype) * gain)
     return weight
 
 
