@@ -142,8 +142,9 @@ class PatchNet(Descriptor):
 
         Raises:
             OptionError: unsupported ``dtype``, bfloat16 without native support on the device,
-                int8 off the CPU, with ``compile=True``, without calibration patches or for a trunk with layers outside
-                ``torch.nn`` (:func:`~lookalike.descriptors.patch._quantize.quantize_trunk`).
+                int8 off the CPU, with ``compile=True``, without calibration patches or for a trunk
+                with layers outside ``torch.nn``
+                (:func:`~lookalike.descriptors.patch._quantize.quantize_trunk`).
 
         Example:
             >>> import torch, lookalike
