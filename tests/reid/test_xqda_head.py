@@ -149,3 +149,43 @@ def test_the_reid_protocol_and_cli_fit_an_ensemble_file_on_training_ids(tmp_path
     code = main([*args, "--descriptors", str(tmp_path / "fusion.yaml"), "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert (out / "results.md").is_file()
+
+
+def test_metric_rows_give_the_xqda_distance_and_the_protocol_ranks_by_them(tmp_path, monkeypatch):
+    from lookalike.data.reid import read_benchmark
+    from lookalike.descriptors.reid.lomo import lomo_features, to_lomo_crops
+    from lookalike.descriptors.reid.xqda import xqda_distances
+    from lookalike.eval.metrics.reid import single_shot_cmc
+    from lookalike.eval.protocols.reid import evaluate_reid, load_crops
+    from reid.formats import write_viper
+
+    images, ids, cams = _crops()
+    test = _crops(seed=1)[0]
+    model = lookalike.create("descriptor", "lomo-xqda")
+    torch.testing.assert_close(model.metric_rows(test[:3]), model(test[:3]))  # unfitted: unit rows
+    model.fit(images, ids, cams)
+    # oracle: the paper's distance (x - y)^T W M W^T (x - y) from the fitted matrices
+    fitted = fit_xqda(lomo_features(to_lomo_crops(images)), ids, cams)
+    feats = lomo_features(to_lomo_crops(test))
+    expected = xqda_distances(fitted, feats[:8], feats[8:])
+    rows = model.metric_rows(test).double()
+    got = (torch.cdist(rows[:8], rows[8:]) ** 2).numpy()
+    assert np.linalg.eigvalsh(fitted.metric).min() > -1e-9  # M is PSD here: distances equal
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+    bench = read_benchmark("viper", write_viper(tmp_path / "viper", n_ids=12), split=0)
+    model = lookalike.create("descriptor", "lomo-xqda")
+    calls = []
+    original = type(model).metric_rows
+    monkeypatch.setattr(
+        type(model), "metric_rows", lambda self, x: calls.append(len(x)) or original(self, x)
+    )
+    result = evaluate_reid(model, bench, max_rank=6)
+    assert sum(calls) == len(bench.query) + len(bench.gallery)  # every crop ranked by the metric
+    q, g = (
+        model.metric_rows(load_crops(part.paths, model.crop_size))
+        for part in (bench.query, bench.gallery)
+    )
+    args = (bench.query.ids, bench.gallery.ids, bench.query.cams, bench.gallery.cams)
+    ranked = single_shot_cmc(torch.cdist(q.double(), g.double()), *args, max_rank=6)
+    np.testing.assert_allclose(result.scores.cmc, ranked.cmc)

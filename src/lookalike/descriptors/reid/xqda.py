@@ -10,7 +10,10 @@ directions of the SVD of ``inv(S_I) S_E`` with singular value > 1. Distances are
 :class:`LomoXQDA` (registered ``lomo-xqda``) is LOMO followed by the fitted projection
 ``P = W L``, with ``L L^T`` the positive part of ``M``, so that Euclidean distances of ``P^T x`` are the
 XQDA distances (negative eigenvalues of ``M`` clipped to 0); rows are then L2-normalised like every
-descriptor's.
+descriptor's. ``metric_rows(x)`` gives ``P^T x`` itself: the re-ID protocol ranks by those, the
+paper's distance (VIPeR, 10 splits, ``benchmarks/viper.py``: rank-1 37.5 ± 1.5, mAP 51.2, against
+37.1 ± 2.7 and 50.6 by the cosine of the unit rows; 41.8 against 39.2 on an inner split of split 0's
+training ids).
 
 Convention:
     - Pairs: every ordered pair of images from different cameras; same identity -> intra-personal,
@@ -170,6 +173,21 @@ class FittedProjection:
         if saved is not None and saved.ndim == 2 and saved.shape[0] == self.projection.shape[0]:
             self.projection = torch.zeros_like(saved, device=self.projection.device)
         return state
+
+    def metric_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, r)`` float32 rows whose Euclidean distances are the fitted XQDA distances.
+
+        XQDA ranks by ``(x - y)^T W M W^T (x - y)`` (Liao et al. 2015): these are the projected
+        features before ``forward``'s L2 normalisation (``M``'s positive part,
+        :meth:`XQDAModel.embedding`). The re-ID protocol ranks with them, as the paper does;
+        ``forward`` keeps the unit rows every descriptor returns (cosine search in an index).
+        Before fitting: ``forward``'s rows.
+        """
+        if not self.fitted:
+            return self(x).float()  # type: ignore[operator]
+        self.check_input(x)  # type: ignore[attr-defined]
+        with torch.no_grad():
+            return self.forward_features(x).float()  # type: ignore[attr-defined]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         self.adapt_state_dict({"projection": state_dict.get(prefix + "projection")})

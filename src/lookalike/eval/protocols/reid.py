@@ -5,7 +5,8 @@
 1. a descriptor with a ``fit(images, ids, cams)`` method that is not fitted yet (``lomo-xqda``) is
    fitted on the benchmark's TRAINING images only (VIPeR: the training ids of the split);
 2. query and gallery crops are read at the descriptor's ``crop_size`` (default 256 x 128) and
-   described in batches in eval mode without gradients;
+   described in batches in eval mode without gradients (a learned metric, XQDA, by its
+   ``metric_rows``: the paper's distance, not the cosine of the unit rows);
 3. Euclidean distances, optionally k-reciprocal re-ranked (:func:`lookalike.index.rerank.k_reciprocal_rerank`,
    paper settings k1 = 20, k2 = 6, lambda = 0.3);
 4. :func:`~lookalike.eval.metrics.reid.reid_metrics` (Market-style: same id + same camera removed), or
@@ -87,16 +88,23 @@ def _model(describer: Any) -> tuple[Any, str]:
 
 
 def describe_images(model: Any, images: ReidImages, *, batch_size: int = 64) -> torch.Tensor:
-    """``(N, D)`` float32 CPU rows of ``images`` read at ``model.crop_size`` (eval mode, no gradients)."""
+    """``(N, D)`` float32 CPU rows of ``images`` read at ``model.crop_size`` (eval mode, no gradients).
+
+    A descriptor with a learned metric (``metric_rows``: ``lomo-xqda``, ``xqda``) gives those rows,
+    whose Euclidean distances are the metric's; any other gives its L2-normalised rows.
+    """
     if len(images) == 0:
         raise EmptyInputError("describe_images: expected at least one image, got none")
     size = tuple(getattr(model, "crop_size", None) or DEFAULT_CROP)
     device = module_device(model)
+    # a learned metric (XQDA) ranks by its own rows: Euclidean distances = the metric's distances
+    rows_of = getattr(model, "metric_rows", None)
+    describe = rows_of if callable(rows_of) else model
     out = []
     with eval_mode(model):
         for start in range(0, len(images), batch_size):
             crops = load_crops(images.paths[start : start + batch_size], size)
-            out.append(model(crops.to(device)).float().cpu())
+            out.append(describe(crops.to(device)).float().cpu())
     return torch.cat(out)
 
 
