@@ -150,8 +150,9 @@ def backbone_state(source: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
     from lookalike.core.weights import WeightsError, read_weights
 
     path = os.fspath(source)
-    if os.path.isfile(os.path.expanduser(path)):
-        state, _ = read_weights(os.path.expanduser(path))
+    local = os.path.expanduser(path)
+    if os.path.isfile(local):
+        state, _ = read_weights(local)
         return {k.removeprefix("module."): v for k, v in state.items()}, path
     name, weights = split_spec(path)
     if not name or not weights:

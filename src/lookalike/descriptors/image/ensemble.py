@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lookalike._registry import check_component_spec, create, register, split_spec
+from lookalike._registry import check_component_spec, create, get_entry, register, split_spec
 from lookalike.core.errors import DataNotFoundError, OptionError, ShapeError
 from lookalike.descriptors._base import Descriptor, InputSpec
 
@@ -78,8 +78,6 @@ def load_ensemble(
 
 def _fittable(spec: str) -> bool:
     """Whether the member ``spec`` names, without weights, a descriptor that fits on labelled data."""
-    from lookalike._registry import get_entry
-
     name, weights = split_spec(spec)
     return weights is None and callable(getattr(get_entry("descriptor", name).factory, "fit", None))
 
@@ -87,17 +85,18 @@ def _fittable(spec: str) -> bool:
 def _check_weights(weights: Any, n: int) -> list[float]:
     if weights is None:
         return [1.0] * n
-    ok = isinstance(weights, (list, tuple)) and len(weights) == n
-    values = (
-        [w for w in weights if isinstance(w, (int, float)) and not isinstance(w, bool)]
-        if ok
-        else []
-    )
-    if not ok or len(values) != n or not all(math.isfinite(w) and w > 0 for w in values):
+    if (
+        not isinstance(weights, (list, tuple))
+        or len(weights) != n
+        or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0
+            for w in weights
+        )
+    ):
         raise OptionError(
             f"family_weights: expected {n} positive numbers (one per family), got {weights!r}"
         )
-    return [float(w) for w in values]
+    return [float(w) for w in weights]
 
 
 def _intersect(specs: Sequence[InputSpec]) -> InputSpec:

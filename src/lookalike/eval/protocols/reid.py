@@ -87,6 +87,11 @@ def _model(describer: Any) -> tuple[Any, str]:
     return describer, type(describer).__name__
 
 
+def _crop_size(model: Any) -> tuple[int, int]:
+    """``(height, width)`` crops are read at: the model's ``crop_size``, else :data:`DEFAULT_CROP`."""
+    return tuple(getattr(model, "crop_size", None) or DEFAULT_CROP)  # type: ignore[return-value]
+
+
 def describe_images(model: Any, images: ReidImages, *, batch_size: int = 64) -> torch.Tensor:
     """``(N, D)`` float32 CPU rows of ``images`` read at ``model.crop_size`` (eval mode, no gradients).
 
@@ -95,7 +100,7 @@ def describe_images(model: Any, images: ReidImages, *, batch_size: int = 64) -> 
     """
     if len(images) == 0:
         raise EmptyInputError("describe_images: expected at least one image, got none")
-    size = tuple(getattr(model, "crop_size", None) or DEFAULT_CROP)
+    size = _crop_size(model)
     device = module_device(model)
     # a learned metric (XQDA) ranks by its own rows: Euclidean distances = the metric's distances
     rows_of = getattr(model, "metric_rows", None)
@@ -117,7 +122,7 @@ def _fit_if_needed(model: Any, bench: ReidBenchmark, batch_size: int) -> float:
             f"{bench.name}: the descriptor needs training images to fit, got none"
         )
     start = time.perf_counter()
-    size = tuple(getattr(model, "crop_size", None) or DEFAULT_CROP)
+    size = _crop_size(model)
     fit(load_crops(bench.train.paths, size), bench.train.ids, bench.train.cams)
     return time.perf_counter() - start
 
