@@ -199,3 +199,39 @@ def test_matching_validation_scores_the_pipeline():
     assert val.metric == "mma3" and val.higher_is_better
     with pytest.raises(EmptyInputError):
         MatchingValidation([]).scores("sift")
+
+
+@pytest.mark.slow
+def test_matching_validation_is_the_matching_protocol_per_pair():
+    """mma3 is the protocol's mutual-NN MMA (evaluate_pair), not the ratio-tested precision."""
+    from lookalike.data.nuisance_pairs import nuisance_pairs
+    from lookalike.eval.protocols.homography import evaluate_pair
+    from lookalike.matching.pipeline import ImageMatcher
+
+    pairs = nuisance_pairs(photos=("coffee",), nuisances=("zoom", "jpeg"))
+    scores = MatchingValidation(pairs, max_keypoints=512).scores("sift")
+    matcher = ImageMatcher("sift", max_keypoints=512)
+    want = []
+    for p in pairs:
+        f0, f1 = matcher.features(p.image0), matcher.features(p.image1)
+        idx, _ = matcher.match_features(f0, f1, matcher="mnn")
+        err = np.linalg.norm(
+            project_points(p.H, f0.keypoints.xy[idx[:, 0]]) - f1.keypoints.xy[idx[:, 1]], axis=1
+        )
+        want.append(float((err <= 3.0).mean()))
+        assert evaluate_pair(matcher, f0, f1, p.H, p.image0.shape[:2]).num_matches == len(idx)
+    assert scores["mma3"] == pytest.approx(np.mean(want), abs=1e-9)
+    assert scores["zoom/mma3"] == pytest.approx(want[0], abs=1e-9)
+    assert scores["jpeg/mma3"] == pytest.approx(want[1], abs=1e-9)
+
+
+def test_pipeline_pairs_validation_uses_nuisance_pairs_by_default():
+    data = PipelinePairs(batch_size=8, photos=["camera"], val_seeds=(0,))
+    val = data.validation_set()
+    assert {p.strength for p in val.pairs} == {"zoom", "viewpoint", "blur", "jpeg", "light"}
+    demo = PipelinePairs(
+        batch_size=8, photos=["camera"], val_seeds=(0,), val_pairs="demo"
+    ).validation_set()
+    assert {p.strength for p in demo.pairs} == {"moderate", "strong"}
+    with pytest.raises(OptionError, match="val_pairs"):
+        PipelinePairs(val_pairs="hard")

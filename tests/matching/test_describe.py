@@ -218,10 +218,10 @@ def test_bad_specs():
 def test_our_sift_describes_pipeline_sized_patches_unless_told():
     from lookalike.matching.describe import PIPELINE_SIFT_PATCH
 
-    assert PIPELINE_SIFT_PATCH == 24
+    assert PIPELINE_SIFT_PATCH == 32
     for name in ("sift", "rootsift"):
-        assert create_describer(name).patch_size == 24
-        assert create_describer(name, patch_size=32).patch_size == 32
+        assert create_describer(name).patch_size == 32
+        assert create_describer(name, patch_size=24).patch_size == 24
     assert create_describer("kornia-sift").patch_size == 41  # anchors keep their own size
     import lookalike
 

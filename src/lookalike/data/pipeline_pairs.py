@@ -19,8 +19,8 @@ Pairs whose regions overlap in view 0 are thinned (the stronger keypoint wins) a
 labelled by its 8-pixel cell in the source photo, so a batch never holds the same surface twice.
 
 Validation never uses ``LOOKALIKE_DATA``: :meth:`PipelinePairs.validation_set` scores the whole pipeline
-(MMA at 3 px) on homographic, re-lit views of the held-out photos
-(:data:`~lookalike.data.bundled_pairs.VALIDATION_PHOTOS`).
+(MMA at 3 px, mutual NN, as ``lookalike evaluate matching``) on the nuisance pairs of the held-out photos
+(:mod:`lookalike.data.nuisance_pairs`; :data:`~lookalike.data.bundled_pairs.VALIDATION_PHOTOS`).
 """
 
 from __future__ import annotations
@@ -224,6 +224,9 @@ class PipelinePairs(PairSource):
         max_side: photos with a longer side are downscaled to it first.
         buffer_batches: shuffle buffer, in batches.
         val_seeds: seeds of the held-out pairs of :meth:`validation_set`.
+        val_pairs: the held-out pairs of :meth:`validation_set`: ``"nuisance"`` (default,
+            :func:`~lookalike.data.nuisance_pairs.nuisance_pairs`: zoom, viewpoint, blur, JPEG, light)
+            or ``"demo"`` (:func:`held_out_pairs`: the demo's two homographies, re-lit).
 
     Example:
         >>> import lookalike
@@ -259,6 +262,7 @@ class PipelinePairs(PairSource):
         max_side: int = 768,
         buffer_batches: int = 4,
         val_seeds: Sequence[int] = (0, 1),
+        val_pairs: str = "nuisance",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -273,6 +277,7 @@ class PipelinePairs(PairSource):
             check_positive(value, name)
         check_positive(illumination_strength, "illumination_strength", strict=False)
         check_option(output, ("pairs", "labels"), "output")
+        check_option(val_pairs, ("nuisance", "demo"), "val_pairs")
         self.train_photos, self.val_photos = split_photos(photos, val_photos)
         self.batch_size, self.patch_size = int(batch_size), int(patch_size)
         self.extent, self.output, self.seed = float(extent), output, int(seed)
@@ -291,6 +296,7 @@ class PipelinePairs(PairSource):
         self.points_per_warp, self.max_side = int(points_per_warp), int(max_side)
         self.buffer_batches = int(buffer_batches)
         self.val_seeds = tuple(int(s) for s in val_seeds)
+        self.val_pairs = val_pairs
         self._cache: dict[str, np.ndarray] = {}
 
     def patch_geometry(self) -> dict[str, Any]:
@@ -362,12 +368,15 @@ class PipelinePairs(PairSource):
         return labels, patches
 
     def validation_set(self, *, n_points: int | None = None) -> MatchingValidation:
-        """The held-out matching score: :class:`MatchingValidation` on :func:`held_out_pairs`.
+        """The held-out matching score: :class:`MatchingValidation` on the :attr:`val_pairs` pairs.
 
         ``n_points`` is accepted for the training engine and ignored (the set is the held-out pairs of
         :attr:`val_seeds`).
         """
-        pairs = [p for s in self.val_seeds for p in held_out_pairs(seed=s, photos=self.val_photos)]
+        from lookalike.data.nuisance_pairs import nuisance_pairs
+
+        make = nuisance_pairs if self.val_pairs == "nuisance" else held_out_pairs
+        pairs = [p for s in self.val_seeds for p in make(seed=s, photos=self.val_photos)]
         return MatchingValidation(pairs, extent=self.extent, max_keypoints=self.max_keypoints)
 
 
@@ -414,7 +423,15 @@ def held_out_pairs(
 
 @dataclass
 class MatchingValidation:
-    """The matching pipeline's MMA at 3 px on held-out pairs: a validation set that scores itself.
+    """The matching protocol's MMA at 3 px on held-out pairs: a validation set that scores itself.
+
+    Each pair is scored exactly as ``lookalike evaluate matching`` scores a sequence pair
+    (:func:`~lookalike.eval.protocols.homography.evaluate_pair`): MMA over *mutual nearest neighbour*
+    matches (D2-Net), homography from the pipeline's ratio-tested matches and MAGSAC++. So a choice made
+    here optimises the number the shared benchmarks report. (Before, the validation scored the precision
+    of the ratio-tested matches: on the re-lit demo pairs, seeds 0-1, that ranked ``hardnet:bundled`` far
+    above our 24-px RootSIFT, 0.947 against 0.895, while mutual NN puts it below, 0.717 against 0.803,
+    as the real sequences do.)
 
     Attributes:
         pairs: :class:`~lookalike.eval.protocols.demo.DemoPair` s (images and true homography).
@@ -431,20 +448,28 @@ class MatchingValidation:
     higher_is_better: bool = True
 
     def scores(self, model: Any, device: Any = None) -> dict[str, float]:
-        """``{"mma3": mean precision at 3 px, "h3": share of pairs with corner error <= 3 px}``."""
-        from lookalike.eval.protocols.demo import THRESHOLD_PX, evaluate_demo_pair
+        """Means over the pairs: ``mma3`` (mutual NN matches within 3 px), ``h3`` (corner error <= 3 px).
+
+        Also ``{family}/mma3`` per pair family (the pairs' ``strength``: ``moderate``, ``zoom``...).
+        """
+        from lookalike.eval.protocols.homography import evaluate_pair
         from lookalike.matching.pipeline import ImageMatcher
 
         if not self.pairs:
             raise EmptyInputError("MatchingValidation: no held-out pair")
         options = {"extent": self.extent} if isinstance(model, torch.nn.Module) else {}
         matcher = ImageMatcher(model, max_keypoints=self.max_keypoints, descriptor_options=options)
-        rows = [evaluate_demo_pair(matcher, pair)[1] for pair in self.pairs]
-        errors = np.array([r["corner_error"] for r in rows], dtype=np.float64)
-        return {
-            "mma3": float(np.mean([r["precision"] for r in rows])),
-            "h3": float(np.mean(errors <= THRESHOLD_PX)),
-        }
+        mma, errors, family = [], [], []
+        for pair in self.pairs:
+            f0, f1 = matcher.features(pair.image0), matcher.features(pair.image1)
+            row = evaluate_pair(matcher, f0, f1, pair.H, pair.image0.shape[:2], thresholds=(3.0,))
+            mma.append(row.mma[0])
+            errors.append(row.corner_error)
+            family.append(pair.strength)
+        out = {"mma3": float(np.mean(mma)), "h3": float(np.mean(np.asarray(errors) <= 3.0))}
+        for name in dict.fromkeys(family):
+            out[f"{name}/mma3"] = float(np.mean([m for m, f in zip(mma, family) if f == name]))
+        return out
 
     def evaluate(self, model: Any, device: Any = None) -> float:
         """The MMA at 3 px (what the training engine records)."""

@@ -1,0 +1,233 @@
+"""Held-out matching pairs, one family per nuisance of the standard local-feature benchmarks.
+
+The demo's pairs (:func:`~lookalike.eval.protocols.demo.demo_pairs`: a moderate and a strong homography)
+are easy: every descriptor scores MMA@3 above 0.9 on them, so they cannot tell descriptors apart the way
+real sequences do. These pairs cover, one family each, the five changes Mikolajczyk et al.'s affine
+sequences were shot to test ("A comparison of affine region detectors", IJCV 2005: bark/boat, graf/wall,
+bikes/trees, ubc, leuven), rendered from the held-out bundled photos
+(:data:`~lookalike.data.bundled.HELD_OUT_PHOTOS`, which no shipped model trains on):
+
+- ``zoom``: zoom out by 2-2.9x with a 20-80 degree rotation (either sign);
+- ``viewpoint``: strong perspective and anisotropic foreshortening (up to about 1.8:1);
+- ``blur``: a mild homography, the second view blurred (Gaussian sigma 2-3.5 px);
+- ``jpeg``: a mild homography, the second view JPEG-compressed at quality 5-12;
+- ``light``: a mild homography, each view re-lit by
+  :func:`~lookalike.data.illumination.random_illumination` at 1.5x its default strength.
+
+Convention:
+    - View 0 is the gray photo (longer side :data:`NUISANCE_MAX_SIDE`), view 1 its warp by the true ``H``
+      (view-0 pixels -> view-1 pixels); both 8-bit, as a camera writes them.
+    - A zoom-out is rendered as a camera would see it: the photo is blurred by
+      ``0.6 * sqrt(1 / s^2 - 1)`` px (``s`` the homography's zoom at the centre) before warping, so the
+      view is not aliased.
+    - Ranges were fixed from the benchmarks' published descriptions, not from any score; no evaluation
+      image is read.
+
+:func:`nuisance_pairs` returns :class:`~lookalike.eval.protocols.demo.DemoPair` s (``strength`` holds
+the family), so :class:`~lookalike.data.pipeline_pairs.MatchingValidation` scores them with the protocol
+of ``lookalike evaluate matching``; :func:`write_nuisance_sequences` writes them as HPatches-style
+sequences (one group per family), so ``lookalike evaluate matching --data DIR`` scores every descriptor
+and baseline on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.core.check import check_not_empty
+from lookalike.core.errors import OptionError
+from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_gray
+from lookalike.data.illumination import random_illumination
+from lookalike.geometry import WarpRanges, random_homography, warp_image
+
+__all__ = [
+    "NUISANCES",
+    "NUISANCE_MAX_SIDE",
+    "NUISANCE_WARPS",
+    "nuisance_pairs",
+    "render_zoomed",
+    "write_nuisance_sequences",
+]
+
+#: Longer side of the photos (pixels) before warping.
+NUISANCE_MAX_SIDE = 768
+
+_MILD = WarpRanges(
+    rotation=(math.radians(-10), math.radians(10)),
+    scale=(0.85, 1.15),
+    anisotropy=(0.9, 1.1),
+    shear=(-0.05, 0.05),
+    perspective=(-0.15, 0.15),
+    translation=(-0.05, 0.05),
+)
+#: The homography ranges of each family (angles in radians); ``zoom``'s rotation sign is drawn apart.
+NUISANCE_WARPS: dict[str, WarpRanges] = {
+    "zoom": WarpRanges(
+        rotation=(math.radians(20), math.radians(80)),
+        scale=(0.35, 0.5),
+        anisotropy=(0.95, 1.05),
+        shear=(0.0, 0.0),
+        perspective=(-0.1, 0.1),
+        translation=(-0.03, 0.03),
+    ),
+    "viewpoint": WarpRanges(
+        rotation=(math.radians(-10), math.radians(10)),
+        scale=(0.8, 1.0),
+        anisotropy=(0.55, 0.7),
+        shear=(-0.3, 0.3),
+        perspective=(-0.7, 0.7),
+        translation=(-0.03, 0.03),
+    ),
+    "blur": _MILD,
+    "jpeg": _MILD,
+    "light": _MILD,
+}
+#: The families, in the order :func:`nuisance_pairs` draws them.
+NUISANCES: tuple[str, ...] = tuple(NUISANCE_WARPS)
+
+_BLUR_SIGMA = (2.0, 3.5)  # Gaussian blur of view 1, pixels
+_JPEG_QUALITY = (5, 12)  # JPEG quality of view 1, inclusive
+_LIGHT_STRENGTH = 1.5  # random_illumination strength of each view
+
+
+def render_zoomed(image: np.ndarray, H: Any) -> np.ndarray:
+    """``image`` warped by ``H``, blurred first by the zoom-out at the image centre (no aliasing).
+
+    A view that shrinks the photo by ``s < 1`` is blurred by ``0.6 * sqrt(1 / s^2 - 1)`` pixels before
+    the warp (``s`` = the square root of the Jacobian determinant of ``H`` at the centre); other views
+    are warped as they are.
+
+    Example:
+        >>> import numpy as np
+        >>> img = np.zeros((64, 64), np.float32); img[::2] = 1.0  # one-pixel stripes alias when shrunk
+        >>> half = np.diag([0.5, 0.5, 1.0])
+        >>> out = render_zoomed(img, half)[:28, :28]
+        >>> bool(abs(float(out.mean()) - 0.5) < 0.05 and float(out.std()) < 0.1)
+        True
+    """
+    import cv2
+
+    H = np.asarray(H, dtype=np.float64)
+    h, w = image.shape[:2]
+    c = np.array([w / 2.0, h / 2.0, 1.0])
+    z = H[2] @ c
+    jac = (H[:2, :2] * z - np.outer(H[:2] @ c, H[2, :2])) / z**2
+    s = math.sqrt(abs(float(np.linalg.det(jac))))
+    if 0.0 < s < 0.95:
+        sigma = 0.6 * math.sqrt(1.0 / s**2 - 1.0)
+        image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    return warp_image(image, H)
+
+
+def _to_u8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _pair(gray: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``(view0 uint8, view1 uint8, H)`` of one family."""
+    import cv2
+
+    ranges = NUISANCE_WARPS[family]
+    if family == "zoom" and rng.random() < 0.5:  # rotate either way
+        lo, hi = ranges.rotation
+        ranges = dataclasses.replace(ranges, rotation=(-hi, -lo))
+    H = random_homography(rng, gray.shape[:2], ranges)
+    v0, v1 = gray, render_zoomed(gray, H)
+    if family == "blur":
+        sigma = float(rng.uniform(*_BLUR_SIGMA))
+        v1 = cv2.GaussianBlur(v1, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    elif family == "light":
+        v0 = random_illumination(v0, rng, None, strength=_LIGHT_STRENGTH)
+        v1 = random_illumination(v1, rng, None, strength=_LIGHT_STRENGTH)
+    u0, u1 = _to_u8(v0), _to_u8(v1)
+    if family == "jpeg":
+        quality = int(rng.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1))
+        _, buf = cv2.imencode(".jpg", u1, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        u1 = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return u0, u1, H
+
+
+def nuisance_pairs(
+    *,
+    seed: int = 0,
+    photos: Sequence[str] = HELD_OUT_PHOTOS,
+    nuisances: Sequence[str] = NUISANCES,
+) -> list[Any]:
+    """One pair per photo and nuisance family (module Convention), seeded by ``seed``.
+
+    Args:
+        seed: the draw (pairs of different seeds are independent).
+        photos: bundled photo names (default: the held-out ones).
+        nuisances: families among :data:`NUISANCES`.
+
+    Returns:
+        :class:`~lookalike.eval.protocols.demo.DemoPair` s named ``"<photo> <family>"``, photo-major.
+
+    Raises:
+        OptionError: an unknown family; EmptyInputError: no photo or no family.
+
+    Example:
+        >>> [p.name for p in nuisance_pairs(photos=("coffee",), nuisances=("zoom", "jpeg"))]
+        ['coffee zoom', 'coffee jpeg']
+    """
+    from lookalike.eval.protocols.demo import DemoPair
+
+    photos, nuisances = list(photos), list(nuisances)
+    check_not_empty(photos, "photos")
+    check_not_empty(nuisances, "nuisances")
+    for name in nuisances:
+        if name not in NUISANCE_WARPS:
+            raise OptionError(f"nuisances: expected names among {list(NUISANCES)}, got {name!r}")
+    out = []
+    for i, photo in enumerate(photos):
+        gray = bundled_gray(photo, NUISANCE_MAX_SIDE)
+        for name in nuisances:
+            rng = np.random.default_rng([int(seed), i, NUISANCES.index(name), 22])
+            u0, u1, H = _pair(gray, name, rng)
+            out.append(DemoPair(f"{photo} {name}", photo, name, u0, u1, H))
+    return out
+
+
+def write_nuisance_sequences(
+    root: str | os.PathLike[str],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    photos: Sequence[str] = HELD_OUT_PHOTOS,
+    nuisances: Sequence[str] = NUISANCES,
+) -> list[Path]:
+    """Write the pairs of ``seeds`` as HPatches-layout sequences below ``root``; return their folders.
+
+    Each pair becomes ``root/nuisance-<family>/<photo>-<seed>/`` with ``1.png``, ``2.png`` and ``H_1_2``
+    (the true homography), so :func:`~lookalike.data.sequences.find_sequences` reads them and the
+    matching report groups them by family (``nuisance-zoom``, ...). Existing files are overwritten.
+
+    Example:
+        >>> import tempfile
+        >>> from lookalike.data.sequences import find_sequences, sequence_group
+        >>> root = tempfile.mkdtemp()
+        >>> _ = write_nuisance_sequences(root, seeds=(0,), photos=("coffee",), nuisances=("blur",))
+        >>> [(s.name, sequence_group(s.name), len(s.images)) for s in find_sequences(root)]
+        [('nuisance-blur/coffee-0', 'nuisance-blur', 2)]
+    """
+    import cv2
+
+    seeds = [int(s) for s in seeds]
+    check_not_empty(seeds, "seeds")
+    folders = []
+    for seed in seeds:
+        for pair in nuisance_pairs(seed=seed, photos=photos, nuisances=nuisances):
+            folder = Path(root) / f"nuisance-{pair.strength}" / f"{pair.photo}-{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k, image in enumerate((pair.image0, pair.image1), start=1):
+                if not cv2.imwrite(str(folder / f"{k}.png"), image):
+                    raise OSError(f"could not write {folder / f'{k}.png'}")
+            np.savetxt(folder / "H_1_2", np.asarray(pair.H, dtype=np.float64), fmt="%.12g")
+            folders.append(folder)
+    return folders

@@ -1,0 +1,174 @@
+"""Nuisance pairs: the true homography maps view 0 onto view 1, and each family applies its change."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lookalike.core.errors import EmptyInputError, OptionError
+from lookalike.data.bundled import HELD_OUT_PHOTOS
+from lookalike.data.nuisance_pairs import (
+    NUISANCES,
+    nuisance_pairs,
+    render_zoomed,
+    write_nuisance_sequences,
+)
+from lookalike.geometry import warp_image
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return nuisance_pairs(seed=3, photos=("coffee",))
+
+
+def _valid(pair, erode=9):
+    """Pixels of view 1 that come from inside view 0, away from the border."""
+    ones = warp_image(np.ones(pair.image0.shape, np.float32), pair.H)
+    return cv2.erode((ones > 0.999).astype(np.uint8), np.ones((erode, erode), np.uint8)) > 0
+
+
+def _corr(a, b, mask):
+    a, b = a[mask].astype(np.float64), b[mask].astype(np.float64)
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _edges(image):
+    """Magnitude of the Laplacian of the slightly smoothed image: where the structure is."""
+    smooth = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 2)
+    return np.abs(cv2.Laplacian(smooth, cv2.CV_32F))
+
+
+def _sharpness(image, mask):
+    return float(np.abs(cv2.Laplacian(image.astype(np.float32), cv2.CV_32F))[mask].mean())
+
+
+def test_one_pair_per_photo_and_family_held_out_photos_by_default():
+    assert NUISANCES == ("zoom", "viewpoint", "blur", "jpeg", "light")
+    got = nuisance_pairs(nuisances=("jpeg",))
+    assert [p.name for p in got] == [f"{photo} jpeg" for photo in HELD_OUT_PHOTOS]
+    for p in got:
+        assert p.image0.dtype == np.uint8 and p.image1.dtype == np.uint8
+        assert p.image0.ndim == 2 and p.image0.shape == p.image1.shape
+        assert max(p.image0.shape) <= 768
+
+
+def test_the_true_homography_maps_view0_onto_view1(pairs):
+    for p in pairs:
+        mask = _valid(p)
+        assert mask.mean() > 0.05, p.name
+        warped = warp_image(p.image0.astype(np.float32), p.H)
+        # the true map aligns the views (blur, JPEG and re-lighting keep the structure) ...
+        assert _corr(warped, p.image1, mask) > 0.6, p.name
+        # ... and a wrong one does not (the test can fail)
+        shift = np.array([[1, 0, 6], [0, 1, 4], [0, 0, 1.0]])  # a few pixels off
+        good = _corr(_edges(warped), _edges(p.image1), mask)
+        bad = _corr(
+            _edges(warp_image(p.image0.astype(np.float32), shift @ p.H)), _edges(p.image1), mask
+        )
+        assert bad < good - 0.2, p.name
+
+
+def test_each_family_applies_its_change(pairs):
+    by = {p.strength: p for p in pairs}
+    # zoom: the view shrinks the photo 2-2.9x (Jacobian at the centre)
+    H = by["zoom"].H
+    h, w = by["zoom"].image0.shape
+    c = np.array([w / 2, h / 2, 1.0])
+    z = H[2] @ c
+    jac = (H[:2, :2] * z - np.outer(H[:2] @ c, H[2, :2])) / z**2
+    assert 0.3 < np.sqrt(abs(np.linalg.det(jac))) < 0.55
+    # viewpoint: anisotropic foreshortening (singular values of the linear part differ by >= 1.3x)
+    s = np.linalg.svd(by["viewpoint"].H[:2, :2] / by["viewpoint"].H[2, 2], compute_uv=False)
+    assert s[0] / s[1] > 1.3
+    # blur: view 1 has far less high-frequency energy than the plain warp of view 0
+    p = by["blur"]
+    mask = _valid(p)
+    sharp = warp_image(p.image0.astype(np.float32), p.H)
+    assert _sharpness(p.image1, mask) < 0.5 * _sharpness(sharp, mask)
+    # jpeg: 8x8 blocks -- the jumps across block borders exceed those inside blocks
+    p = by["jpeg"]
+    mask = _valid(p)
+    dx = np.abs(np.diff(p.image1.astype(np.float32), axis=1))[mask[:, 1:]]
+    cols = np.nonzero(mask[:, 1:])[1]
+    assert dx[cols % 8 == 7].mean() > 1.3 * dx[cols % 8 != 7].mean()
+    # light: view 0 itself is re-lit (it differs from the plain photo of the other families)
+    assert np.abs(by["light"].image0.astype(int) - by["jpeg"].image0.astype(int)).mean() > 3
+
+
+def test_seeded_and_independent_across_seeds():
+    a = nuisance_pairs(seed=1, photos=("gravel",), nuisances=("zoom", "jpeg"))
+    b = nuisance_pairs(seed=1, photos=("gravel",), nuisances=("zoom", "jpeg"))
+    c = nuisance_pairs(seed=2, photos=("gravel",), nuisances=("zoom", "jpeg"))
+    for x, y, z in zip(a, b, c, strict=True):
+        assert np.array_equal(x.image1, y.image1) and np.array_equal(x.H, y.H)
+        assert not np.allclose(x.H, z.H)
+    # a family's draw does not depend on which other families are asked for
+    alone = nuisance_pairs(seed=1, photos=("gravel",), nuisances=("jpeg",))[0]
+    assert np.array_equal(alone.image1, a[1].image1)
+
+
+def test_zoom_rotates_both_ways():
+    angles = []
+    for seed in range(8):
+        H = nuisance_pairs(seed=seed, photos=("coffee",), nuisances=("zoom",))[0].H
+        angles.append(np.degrees(np.arctan2(H[1, 0], H[0, 0])))
+    assert min(angles) < -15 and max(angles) > 15
+
+
+def test_render_zoomed_blurs_only_zoom_outs():
+    img = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    same = np.eye(3)
+    assert np.array_equal(render_zoomed(img, same), warp_image(img, same))
+    half = np.diag([0.5, 0.5, 1.0])
+    assert not np.array_equal(render_zoomed(img, half), warp_image(img, half))
+    # the blurred zoom-out is what area averaging gives, far closer than the aliased warp
+    area = cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA)
+    ours = np.abs(render_zoomed(img, half)[2:30, 2:30] - area[2:30, 2:30]).mean()
+    aliased = np.abs(warp_image(img, half)[2:30, 2:30] - area[2:30, 2:30]).mean()
+    assert ours < 0.6 * aliased
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(OptionError, match="nuisances"):
+        nuisance_pairs(nuisances=("fog",))
+    with pytest.raises(EmptyInputError):
+        nuisance_pairs(photos=())
+    with pytest.raises(EmptyInputError):
+        nuisance_pairs(nuisances=())
+
+
+def test_written_sequences_read_back_as_the_pairs(tmp_path):
+    from lookalike.data.images import load_image
+    from lookalike.data.sequences import find_sequences, sequence_group
+
+    folders = write_nuisance_sequences(tmp_path, seeds=(4,), photos=("gravel",))
+    pairs = nuisance_pairs(seed=4, photos=("gravel",))
+    seqs = find_sequences(tmp_path)
+    assert len(folders) == len(seqs) == len(pairs) == 5
+    by_group = {sequence_group(s.name): s for s in seqs}
+    for p in pairs:
+        seq = by_group[f"nuisance-{p.strength}"]
+        assert seq.name == f"nuisance-{p.strength}/gravel-4"
+        np.testing.assert_allclose(seq.homographies[0], p.H, rtol=1e-10, atol=1e-12)
+        assert np.array_equal(load_image(seq.images[0], gray=True), p.image0)
+        assert np.array_equal(load_image(seq.images[1], gray=True), p.image1)
+
+
+@pytest.mark.slow
+def test_held_out_benchmark_runs_the_matching_command(tmp_path):
+    """benchmarks/held_out_matching.py: the unchanged evaluate-matching report, one group per family."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "held_out_matching.py"
+    spec = importlib.util.spec_from_file_location("held_out_matching", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "report"
+    assert module.main(["--seeds", "1", "--descriptors", "sift", "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    text = json.dumps(result)
+    for family in NUISANCES:
+        assert f"nuisance-{family}" in text
