@@ -39,6 +39,15 @@ def _edges(image):
     return np.abs(cv2.Laplacian(smooth, cv2.CV_32F))
 
 
+def _centre_jacobian(pair):
+    """Local affine map of the pair's H at the image centre, by the quotient rule."""
+    H = pair.H
+    h, w = pair.image0.shape
+    c = np.array([w / 2, h / 2, 1.0])
+    z = H[2] @ c
+    return (H[:2, :2] * z - np.outer(H[:2] @ c, H[2, :2])) / z**2
+
+
 def _sharpness(image, mask):
     return float(np.abs(cv2.Laplacian(image.astype(np.float32), cv2.CV_32F))[mask].mean())
 
@@ -58,28 +67,25 @@ def test_the_true_homography_maps_view0_onto_view1(pairs):
         mask = _valid(p)
         assert mask.mean() > 0.05, p.name
         warped = warp_image(p.image0.astype(np.float32), p.H)
-        # the true map aligns the views (blur, JPEG and re-lighting keep the structure) ...
-        assert _corr(warped, p.image1, mask) > 0.6, p.name
+        # the true map aligns the views (blur and JPEG keep the intensities; re-lighting may not) ...
+        if p.strength != "light":
+            assert _corr(warped, p.image1, mask) > 0.6, p.name
         # ... and a wrong one does not (the test can fail)
         shift = np.array([[1, 0, 6], [0, 1, 4], [0, 0, 1.0]])  # a few pixels off
         good = _corr(_edges(warped), _edges(p.image1), mask)
         bad = _corr(
             _edges(warp_image(p.image0.astype(np.float32), shift @ p.H)), _edges(p.image1), mask
         )
-        assert bad < good - 0.2, p.name
+        assert bad < good - 0.15, p.name  # over 90 pairs (seeds 0-5) the smallest gap was 0.22
 
 
 def test_each_family_applies_its_change(pairs):
     by = {p.strength: p for p in pairs}
     # zoom: the view shrinks the photo 2-2.9x (Jacobian at the centre)
-    H = by["zoom"].H
-    h, w = by["zoom"].image0.shape
-    c = np.array([w / 2, h / 2, 1.0])
-    z = H[2] @ c
-    jac = (H[:2, :2] * z - np.outer(H[:2] @ c, H[2, :2])) / z**2
+    jac = _centre_jacobian(by["zoom"])
     assert 0.3 < np.sqrt(abs(np.linalg.det(jac))) < 0.55
-    # viewpoint: anisotropic foreshortening (singular values of the linear part differ by >= 1.3x)
-    s = np.linalg.svd(by["viewpoint"].H[:2, :2] / by["viewpoint"].H[2, 2], compute_uv=False)
+    # viewpoint: anisotropic foreshortening at the centre (singular values differ by >= 1.3x)
+    s = np.linalg.svd(_centre_jacobian(by["viewpoint"]), compute_uv=False)
     assert s[0] / s[1] > 1.3
     # blur: view 1 has far less high-frequency energy than the plain warp of view 0
     p = by["blur"]
@@ -103,9 +109,11 @@ def test_seeded_and_independent_across_seeds():
     for x, y, z in zip(a, b, c, strict=True):
         assert np.array_equal(x.image1, y.image1) and np.array_equal(x.H, y.H)
         assert not np.allclose(x.H, z.H)
-    # a family's draw does not depend on which other families are asked for
+    # a pair does not depend on which other families or photos are asked for
     alone = nuisance_pairs(seed=1, photos=("gravel",), nuisances=("jpeg",))[0]
     assert np.array_equal(alone.image1, a[1].image1)
+    among = nuisance_pairs(seed=1, photos=("coffee", "gravel"), nuisances=("zoom", "jpeg"))
+    assert np.array_equal(among[3].image1, a[1].image1) and np.array_equal(among[2].H, a[0].H)
 
 
 def test_zoom_rotates_both_ways():

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from lookalike.core.check import check_not_empty
 from lookalike.core.errors import OptionError
 from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_gray
 from lookalike.data.illumination import random_illumination
-from lookalike.geometry import WarpRanges, random_homography, warp_image
+from lookalike.geometry import WarpRanges, homography_jacobian, random_homography, warp_image
 
 __all__ = [
     "NUISANCES",
@@ -116,9 +117,7 @@ def render_zoomed(image: np.ndarray, H: Any) -> np.ndarray:
 
     H = np.asarray(H, dtype=np.float64)
     h, w = image.shape[:2]
-    c = np.array([w / 2.0, h / 2.0, 1.0])
-    z = H[2] @ c
-    jac = (H[:2, :2] * z - np.outer(H[:2] @ c, H[2, :2])) / z**2
+    jac = homography_jacobian(H, np.array([[w / 2.0, h / 2.0]]))[0]
     s = math.sqrt(abs(float(np.linalg.det(jac))))
     if 0.0 < s < 0.95:
         sigma = 0.6 * math.sqrt(1.0 / s**2 - 1.0)
@@ -160,7 +159,10 @@ def nuisance_pairs(
     photos: Sequence[str] = HELD_OUT_PHOTOS,
     nuisances: Sequence[str] = NUISANCES,
 ) -> list[Any]:
-    """One pair per photo and nuisance family (module Convention), seeded by ``seed``.
+    """One pair per photo and nuisance family (module Convention).
+
+    Each pair is drawn from ``seed``, the photo's name and the family only, so asking for fewer photos or
+    families gives the same pairs for those asked.
 
     Args:
         seed: the draw (pairs of different seeds are independent).
@@ -186,10 +188,11 @@ def nuisance_pairs(
         if name not in NUISANCE_WARPS:
             raise OptionError(f"nuisances: expected names among {list(NUISANCES)}, got {name!r}")
     out = []
-    for i, photo in enumerate(photos):
+    for photo in photos:
         gray = bundled_gray(photo, NUISANCE_MAX_SIDE)
+        key = zlib.crc32(photo.encode())  # a pair does not depend on the other photos asked for
         for name in nuisances:
-            rng = np.random.default_rng([int(seed), i, NUISANCES.index(name), 22])
+            rng = np.random.default_rng([int(seed), key, NUISANCES.index(name), 22])
             u0, u1, H = _pair(gray, name, rng)
             out.append(DemoPair(f"{photo} {name}", photo, name, u0, u1, H))
     return out
