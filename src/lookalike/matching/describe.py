@@ -27,10 +27,10 @@ Convention:
     - Our SIFT (``"sift"``, ``"rootsift"`` named by spec) describes
       :data:`PIPELINE_SIFT_PATCH` (32) pixel patches unless ``patch_size`` is given. Chosen on the
       held-out nuisance pairs (:mod:`lookalike.data.nuisance_pairs`, seeds 0-2, 45 pairs) with the
-      benchmarks' own MMA (mutual NN, D2-Net): MMA@3 rootsift .745 / .770 / .774 and sift .667 /
-      .695 / .708 at 24 / 32 / 41 pixels. 32 keeps nearly all of 41's accuracy at 0.61x its pixels,
+      benchmarks' own MMA (mutual NN, D2-Net): MMA@3 rootsift .734 / .762 / .768 and sift .663 /
+      .683 / .693 at 24 / 32 / 41 pixels. 32 keeps nearly all of 41's accuracy at 0.61x its pixels,
       which keeps the pair at OpenCV SIFT's speed (``benchmarks/matching.py``); 24 was 0.8x faster
-      but lost .025 (it had been chosen on the demo pairs with the ratio-tested precision, which did
+      but lost .03 (it had been chosen on the demo pairs with the ratio-tested precision, which did
       not rank descriptors as the benchmarks do).
     - Describing never changes the model's train/eval mode (it runs in eval mode and restores it).
     - Speed (:class:`PatchDescriber` ``fuse``): a network built from a spec (``"hardnet:bundled"``) is
