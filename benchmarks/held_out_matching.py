@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--seeds", type=int, default=3, help="pairs per photo and family (15 per seed)"
+        "--seeds",
+        type=int,
+        default=3,
+        help="draws 0..N-1, one pair per photo and family each (15 pairs per draw)",
     )
     parser.add_argument("--descriptors", default=DEFAULT_DESCRIPTORS, help="comma-separated specs")
     parser.add_argument("--out", default=None, help="report folder (default: a temporary one)")

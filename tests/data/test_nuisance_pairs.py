@@ -137,6 +137,13 @@ def test_render_zoomed_blurs_only_zoom_outs():
     assert ours < 0.6 * aliased
 
 
+def test_one_name_may_be_a_string():
+    one = nuisance_pairs(seed=2, photos="coffee", nuisances="blur")
+    assert [p.name for p in one] == ["coffee blur"]
+    same = nuisance_pairs(seed=2, photos=("coffee",), nuisances=("blur",))[0]
+    assert np.array_equal(one[0].image1, same.image1)
+
+
 def test_bad_input_is_refused():
     with pytest.raises(OptionError, match="nuisances"):
         nuisance_pairs(nuisances=("fog",))
