@@ -452,6 +452,7 @@ class MatchingValidation:
 
         Also ``{family}/mma3`` per pair family (the pairs' ``strength``: ``moderate``, ``zoom``...).
         """
+        from lookalike.eval.protocols.demo import THRESHOLD_PX
         from lookalike.eval.protocols.homography import evaluate_pair
         from lookalike.matching.pipeline import ImageMatcher
 
@@ -462,11 +463,15 @@ class MatchingValidation:
         mma, errors, family = [], [], []
         for pair in self.pairs:
             f0, f1 = matcher.features(pair.image0), matcher.features(pair.image1)
-            row = evaluate_pair(matcher, f0, f1, pair.H, pair.image0.shape[:2], thresholds=(3.0,))
+            shape = pair.image0.shape[:2]
+            row = evaluate_pair(matcher, f0, f1, pair.H, shape, thresholds=(THRESHOLD_PX,))
             mma.append(row.mma[0])
             errors.append(row.corner_error)
             family.append(pair.strength)
-        out = {"mma3": float(np.mean(mma)), "h3": float(np.mean(np.asarray(errors) <= 3.0))}
+        out = {
+            "mma3": float(np.mean(mma)),
+            "h3": float(np.mean(np.asarray(errors) <= THRESHOLD_PX)),
+        }
         for name in dict.fromkeys(family):
             out[f"{name}/mma3"] = float(np.mean([m for m, f in zip(mma, family) if f == name]))
         return out
