@@ -13,7 +13,11 @@ import lookalike
 from conftest import gradcheck
 from lookalike.core.errors import LookalikeError, OptionError, ShapeError
 from lookalike.descriptors.image._backbone import create_backbone
-from lookalike.descriptors.image.color_hist import color_histogram, rgb_to_hsv
+from lookalike.descriptors.image.color_hist import (
+    color_histogram,
+    rgb_to_hsv,
+    transformed_color_histogram,
+)
 from lookalike.descriptors.image.dolg import DOLGDescriptor, orthogonal_fusion
 from lookalike.descriptors.image.ensemble import EnsembleDescriptor, load_ensemble
 from lookalike.descriptors.image.gem import GeMDescriptor, power_mean
@@ -332,6 +336,40 @@ def test_color_histogram_counts_like_a_loop():
         counts[(idx[0] * 4 + idx[1]) * 4 + idx[2]] += 1
     expected = np.sqrt(counts / 256)
     np.testing.assert_allclose(out[0].numpy(), expected / np.linalg.norm(expected), atol=1e-6)
+
+
+def test_transformed_color_histogram_counts_like_a_loop():
+    x = _images(1, 16, 16)
+    out = transformed_color_histogram(x, bins=4, size=16, clip=1.5)
+    pix = x[0].reshape(3, -1).double().numpy()
+    z = (pix - pix.mean(axis=1, keepdims=True)) / pix.std(axis=1, keepdims=True)  # population std
+    counts = np.zeros(64)
+    for r, g, b in np.clip(z, -1.5, 1.5).T:
+        idx = [min(int((c + 1.5) / 3.0 * 4), 3) for c in (r, g, b)]
+        counts[(idx[0] * 4 + idx[1]) * 4 + idx[2]] += 1
+    expected = np.sqrt(counts / 256)
+    np.testing.assert_allclose(out[0].numpy(), expected / np.linalg.norm(expected), atol=1e-6)
+
+
+def test_transformed_color_histogram_ignores_gain_and_offset_per_channel_unlike_hsv():
+    x = _images(2, 32, 24) * 0.6 + 0.1
+    gain = torch.tensor([0.7, 1.3, 1.1]).view(1, 3, 1, 1)
+    offset = torch.tensor([0.05, -0.08, 0.1]).view(1, 3, 1, 1)
+    lit = x * gain + offset  # stays inside [0, 1]: a light colour and intensity change
+    desc = lookalike.create("descriptor", "transformed-color-hist")
+    torch.testing.assert_close(desc(lit), desc(x), atol=1e-6, rtol=0)
+    hsv = lookalike.create("descriptor", "color-hist")
+    assert (hsv(lit) - hsv(x)).abs().max() > 0.1
+
+
+def test_transformed_color_histogram_flat_channel_and_bad_clip():
+    x = _images(1, 16, 16)
+    x[:, 1] = 0.4  # one flat channel: standardised to 0, the middle bins (not noise)
+    out = transformed_color_histogram(x, bins=4, size=16)
+    used = out[0].nonzero().flatten()
+    assert torch.all((used // 4) % 4 == 2)  # green index: bin of 0 in [-2, 2] with 4 bins
+    with pytest.raises(OptionError):
+        lookalike.create("descriptor", "transformed-color-hist", clip=0)
 
 
 # ------------------------------------------------------------------ ensemble

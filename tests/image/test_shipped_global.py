@@ -136,9 +136,32 @@ def test_the_default_global_descriptor_is_the_first_installed_candidate():
         best_shipped_global_descriptor,
     )
 
+    from lookalike.descriptors.image.shipped import _composite_installed
+
     assert GLOBAL_SHIPPED_CANDIDATES
-    assert all(is_shipped("descriptor", spec) for spec in GLOBAL_SHIPPED_CANDIDATES)
-    assert best_shipped_global_descriptor() == GLOBAL_SHIPPED_CANDIDATES[0] == "gem:bundled"
+    assert all(
+        is_shipped("descriptor", spec) or _composite_installed(spec)
+        for spec in GLOBAL_SHIPPED_CANDIDATES
+    )
+    assert best_shipped_global_descriptor() == GLOBAL_SHIPPED_CANDIDATES[0] == "gem-tch"
+    assert not _composite_installed("gem:bundled") and not _composite_installed("no-such-name")
+
+
+def test_the_default_composite_is_the_gem_tch_ensemble_file():
+    from lookalike.descriptors.image.ensemble import load_ensemble
+
+    ens = load_ensemble(ROOT / "configs" / "ensembles" / "gem_tch.yaml").eval()
+    default = lookalike.create("descriptor", "gem-tch").eval()
+    assert ens.specs == default.specs == ["gem:bundled", "transformed-color-hist"]
+    assert default.family_weights == [1.0, 1.0]
+    x = torch.nn.functional.interpolate(_photo("coffee"), size=(96, 128), mode="area")
+    gem = lookalike.create("descriptor", "gem:bundled")
+    tch = lookalike.create("descriptor", "transformed-color-hist")
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(torch.cat([gem(x), tch(x)], dim=1), dim=1)
+        torch.testing.assert_close(default(x), expected)
+        torch.testing.assert_close(ens(x), expected)
+    assert default.weights_files() == [_path("gem")]
 
 
 def test_the_gem_colour_ensemble_file_fuses_shipped_members_with_equal_weights():

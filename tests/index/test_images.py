@@ -165,6 +165,17 @@ def test_load_descriptor_defaults_and_refusals(tmp_path):
     assert d.spec == f"color-hist:{weights.resolve().as_posix()}" and len(d.sha256) == 64
 
 
+def test_a_composite_default_is_checksummed_over_its_members_weights():
+    import hashlib
+
+    from lookalike.core.weights import sha256_file
+
+    d = load_descriptor("gem-tch")  # gem:bundled + transformed-color-hist, no file of its own
+    (gem_file,) = d.model.weights_files()
+    assert d.sha256 == hashlib.sha256(sha256_file(gem_file).encode()).hexdigest()
+    assert d.sha256 != sha256_file(gem_file) and load_descriptor("color-hist").sha256 is None
+
+
 # ---------------------------------------------------------------------- index folders
 def _all_rows(files):
     ids = sorted(files)
