@@ -133,10 +133,9 @@ def test_the_default_global_descriptor_is_the_first_installed_candidate():
     from lookalike._registry import is_shipped
     from lookalike.descriptors.image.shipped import (
         GLOBAL_SHIPPED_CANDIDATES,
+        _composite_installed,
         best_shipped_global_descriptor,
     )
-
-    from lookalike.descriptors.image.shipped import _composite_installed
 
     assert GLOBAL_SHIPPED_CANDIDATES
     assert all(

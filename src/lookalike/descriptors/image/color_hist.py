@@ -193,8 +193,12 @@ class TransformedColorHistogram(ColorHistogram):
             raise OptionError(f"clip: expected a number > 0, got {clip!r}")
         self.clip = float(clip)
         self.input_spec = InputSpec(
-            channels=3, size=tuple(size_range), normalization="per-channel standardised RGB histogram"
+            channels=3,
+            size=tuple(size_range),
+            normalization="per-channel standardised RGB histogram",
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return transformed_color_histogram(x.detach(), bins=self.bins, size=self.size, clip=self.clip)
+        return transformed_color_histogram(
+            x.detach(), bins=self.bins, size=self.size, clip=self.clip
+        )

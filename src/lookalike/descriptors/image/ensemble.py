@@ -32,7 +32,13 @@ from lookalike._registry import check_component_spec, create, get_entry, registe
 from lookalike.core.errors import DataNotFoundError, OptionError, ShapeError
 from lookalike.descriptors._base import Descriptor, InputSpec
 
-__all__ = ["GEM_TCH_MEMBERS", "EnsembleDescriptor", "GemTransformedColor", "load_ensemble", "read_members"]
+__all__ = [
+    "GEM_TCH_MEMBERS",
+    "EnsembleDescriptor",
+    "GemTransformedColor",
+    "load_ensemble",
+    "read_members",
+]
 
 #: Members of ``gem-tch``, the default global descriptor (:mod:`lookalike.descriptors.image.shipped`).
 GEM_TCH_MEMBERS: tuple[str, ...] = ("gem:bundled", "transformed-color-hist")
