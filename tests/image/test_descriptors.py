@@ -368,8 +368,9 @@ def test_transformed_color_histogram_flat_channel_and_bad_clip():
     out = transformed_color_histogram(x, bins=4, size=16)
     used = out[0].nonzero().flatten()
     assert torch.all((used // 4) % 4 == 2)  # green index: bin of 0 in [-2, 2] with 4 bins
-    with pytest.raises(OptionError):
-        lookalike.create("descriptor", "transformed-color-hist", clip=0)
+    for bad in (0, -1.0, math.inf, math.nan, True, "2"):
+        with pytest.raises(OptionError, match="clip"):
+            lookalike.create("descriptor", "transformed-color-hist", clip=bad)
 
 
 # ------------------------------------------------------------------ ensemble

@@ -222,8 +222,9 @@ def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS, help="which benchmark")
     parser.add_argument(
         "--descriptors",
-        help="comma-separated specs: gem:FILE, dolg:FILE, hybrid_swin:FILE, color-hist, or an "
-        "ensemble YAML file (members: [...])",
+        help="comma-separated specs: gem-tch (the default of index build / serve), gem:bundled, "
+        "gem:FILE, dolg:FILE, hybrid_swin:FILE, color-hist, transformed-color-hist, or an ensemble "
+        "YAML file (members: [...])",
     )
     parser.add_argument(
         "--rerank",

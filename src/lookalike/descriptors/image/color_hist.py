@@ -14,6 +14,7 @@ object moves its mass to other bins.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -136,6 +137,7 @@ class ColorHistogram(Descriptor):
     needs_weights = False
     differentiable = False
     input_name = "images"
+    _normalization = "HSV joint histogram"
 
     def __init__(
         self,
@@ -150,7 +152,7 @@ class ColorHistogram(Descriptor):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
         self.input_spec = InputSpec(
-            channels=3, size=tuple(size_range), normalization="HSV joint histogram"
+            channels=3, size=tuple(size_range), normalization=self._normalization
         )
         self.bins, self.size, self.validate = bins, size, validate
         self.dim = bins**3
@@ -179,6 +181,8 @@ class TransformedColorHistogram(ColorHistogram):
         torch.Size([3, 512])
     """
 
+    _normalization = "per-channel standardised RGB joint histogram"
+
     def __init__(
         self,
         *,
@@ -189,14 +193,10 @@ class TransformedColorHistogram(ColorHistogram):
         validate: bool = True,
     ) -> None:
         super().__init__(bins=bins, size=size, size_range=size_range, validate=validate)
-        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
-            raise OptionError(f"clip: expected a number > 0, got {clip!r}")
+        ok = isinstance(clip, (int, float)) and not isinstance(clip, bool)
+        if not (ok and math.isfinite(clip) and clip > 0):
+            raise OptionError(f"clip: expected a finite number > 0, got {clip!r}")
         self.clip = float(clip)
-        self.input_spec = InputSpec(
-            channels=3,
-            size=tuple(size_range),
-            normalization="per-channel standardised RGB histogram",
-        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return transformed_color_histogram(
