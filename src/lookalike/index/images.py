@@ -177,10 +177,10 @@ def load_descriptor(
         )
     model = model.to(device).eval()
     sha = None if weights_file is None else sha256_file(weights_file)
-    files = getattr(model, "weights_files", None)
-    if sha is None and callable(files) and files():
-        # a composite (an ensemble of shipped members): one digest over its members' digests
-        sha = hashlib.sha256("".join(sha256_file(f) for f in files()).encode()).hexdigest()
+    members = getattr(model, "weights_files", None)
+    files = members() if sha is None and callable(members) else []
+    if files:  # a composite (an ensemble of shipped members): one digest over its members' digests
+        sha = hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
     return IndexDescriptor(
         model=model, spec=full, sha256=sha, dim=int(model.dim), device=device, random_weights=random
     )

@@ -265,7 +265,8 @@ class GemTransformedColor(EnsembleDescriptor):
         validate: check for NaN / infinite input.
 
     Example:
-        >>> GemTransformedColor().specs, GemTransformedColor().dim
+        >>> default = GemTransformedColor()
+        >>> default.specs, default.dim
         (['gem:bundled', 'transformed-color-hist'], 1024)
     """
 
