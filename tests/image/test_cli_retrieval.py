@@ -41,6 +41,17 @@ def test_evaluate_retrieval_writes_table_json_and_picture(tmp_path, capsys):
     assert picture is not None and picture.shape[1] == 7 * 96
 
 
+def test_evaluate_retrieval_without_descriptors_scores_the_default_one(tmp_path, capsys):
+    from lookalike.descriptors.image.shipped import best_shipped_global_descriptor
+
+    data = write_ukbench(tmp_path / "data", groups=2)
+    out = tmp_path / "out"
+    args = ["evaluate", "retrieval", "--data", str(data), "--benchmark", "ukbench"]
+    assert main([*args, "--no-baselines", "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["spec"] for r in rows] == [best_shipped_global_descriptor()] == ["gem-tch"]
+
+
 @pytest.mark.slow
 def test_evaluate_retrieval_with_an_ensemble_file_and_baselines(tmp_path, capsys):
     data = write_scenes(tmp_path / "data", scenes=3, images=3)

@@ -175,7 +175,12 @@ def _run(args: argparse.Namespace) -> int:
     from lookalike.eval.report.terminal import print_table
 
     console = Console()
-    specs = _split(args.descriptors)
+    if args.descriptors is None:  # the default of index build / serve, as evaluate matching does
+        from lookalike.descriptors.image.shipped import best_shipped_global_descriptor
+
+        specs = [best_shipped_global_descriptor()]
+    else:
+        specs = _split(args.descriptors)
     check_trained(
         [s for s in specs if not s.endswith((".yaml", ".yml"))], allow_random=args.allow_random
     )
@@ -222,9 +227,9 @@ def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS, help="which benchmark")
     parser.add_argument(
         "--descriptors",
-        help="comma-separated specs: gem-tch (the default of index build / serve), gem:bundled, "
-        "gem:FILE, dolg:FILE, hybrid_swin:FILE, color-hist, transformed-color-hist, or an ensemble "
-        "YAML file (members: [...])",
+        help="comma-separated specs: gem-tch, gem:bundled, gem:FILE, dolg:FILE, hybrid_swin:FILE, "
+        "color-hist, transformed-color-hist, or an ensemble YAML file (members: [...]) (default: the "
+        "best shipped one, the default of index build / serve: gem-tch)",
     )
     parser.add_argument(
         "--rerank",
