@@ -29,6 +29,7 @@ import numpy as np
 
 from lookalike.core.check import check_positive
 from lookalike.core.errors import OptionError, ShapeError, ValueRangeError
+from lookalike.data.images import quantize_u8
 from lookalike.geometry import _check_range, _from_mapping, _uniform
 
 __all__ = [
@@ -216,7 +217,7 @@ def local_contrast(image: np.ndarray, *, clip: float, tiles: int, mix: float = 1
     check_positive(tiles, "tiles")
     img = np.asarray(image, dtype=np.float32)
     clahe = cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles)))
-    u8 = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    u8 = quantize_u8(img)
     planes = [u8] if u8.ndim == 2 else [u8[..., k] for k in range(u8.shape[2])]
     out = np.stack([clahe.apply(np.ascontiguousarray(p)) for p in planes], axis=-1)
     eq = out.reshape(img.shape).astype(np.float32) / np.float32(255.0)

@@ -42,6 +42,7 @@ __all__ = [
     "image_size",
     "load_image",
     "max_image_pixels",
+    "quantize_u8",
     "read_image",
     "to_gray",
     "to_rgb",
@@ -104,6 +105,18 @@ def _check_pixels(file: Path, height: int, width: int) -> None:
             f"above the limit of {limit / 1e6:.0f} megapixels (a decompression bomb?); set "
             f"{_MAX_PIXELS_ENV} to a larger number of pixels, or 0 for no limit, to read it anyway"
         )
+
+
+def quantize_u8(image: np.ndarray) -> np.ndarray:
+    """Float intensities in [0, 1] to uint8 as a camera writes them: clip, scale, round half up.
+
+    (Unlike :func:`read_image`'s conversion of float inputs, which rounds half to even.)
+
+    Example:
+        >>> quantize_u8(np.array([-0.1, 0.5, 1.2], dtype=np.float32)).tolist()
+        [0, 128, 255]
+    """
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _rgb_weights() -> np.ndarray:

@@ -46,6 +46,7 @@ from lookalike.core.check import check_not_empty
 from lookalike.core.errors import OptionError
 from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_gray
 from lookalike.data.illumination import random_illumination
+from lookalike.data.images import quantize_u8
 from lookalike.geometry import WarpRanges, homography_jacobian, random_homography, warp_image
 
 __all__ = [
@@ -125,10 +126,6 @@ def render_zoomed(image: np.ndarray, H: Any) -> np.ndarray:
     return warp_image(image, H)
 
 
-def _to_u8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def _pair(gray: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """``(view0 uint8, view1 uint8, H)`` of one family."""
     import cv2
@@ -145,7 +142,7 @@ def _pair(gray: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.n
     elif family == "light":
         v0 = random_illumination(v0, rng, None, strength=_LIGHT_STRENGTH)
         v1 = random_illumination(v1, rng, None, strength=_LIGHT_STRENGTH)
-    u0, u1 = _to_u8(v0), _to_u8(v1)
+    u0, u1 = quantize_u8(v0), quantize_u8(v1)
     if family == "jpeg":
         quality = int(rng.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1))
         _, buf = cv2.imencode(".jpg", u1, [cv2.IMWRITE_JPEG_QUALITY, quality])

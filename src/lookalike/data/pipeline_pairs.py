@@ -38,6 +38,7 @@ from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.bundled import BUNDLED_PHOTOS, bundled_gray
 from lookalike.data.bundled_pairs import VALIDATION_PHOTOS, PairSource, split_photos
 from lookalike.data.illumination import IlluminationRanges, random_illumination
+from lookalike.data.images import quantize_u8
 from lookalike.data.synth import (
     PhotometricRanges,
     _inside_source,
@@ -179,7 +180,7 @@ def render_view(
         view = random_illumination(view, rng, illumination, strength=strength)
     if photometric is not None:
         view = random_photometric(view, rng, photometric)
-    return (np.clip(view, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return quantize_u8(view)
 
 
 def _thin(kps: Any, extent: float, max_overlap: float) -> np.ndarray:
