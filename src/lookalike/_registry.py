@@ -259,9 +259,14 @@ def is_shipped(kind: str, spec: str) -> bool:
     """Whether ``spec`` (``name:weights``) is registered under ``kind`` with its weights file installed
     in the package (``lookalike/weights/``). Never downloads.
 
+    A composite without weights of its own (a factory with a ``MEMBERS`` tuple of specs, such as the
+    ``gem-tch`` ensemble) counts as shipped when its members' weights are.
+
     Example:
         >>> is_shipped("descriptor", "sift"), is_shipped("descriptor", "no-such-name:bundled")
         (False, False)
+        >>> is_shipped("descriptor", "gem-tch") == is_shipped("descriptor", "gem:bundled")
+        True
     """
     from importlib import resources
 
@@ -270,6 +275,9 @@ def is_shipped(kind: str, spec: str) -> bool:
         entry = get_entry(kind, name)
     except LookalikeError:
         return False
+    members = getattr(entry.factory, "MEMBERS", None)
+    if weights is None and members:
+        return all(is_shipped(kind, m) for m in members if split_spec(m)[1] is not None)
     wspec = entry.weights.get(weights or "")
     if wspec is None or getattr(wspec, "file", None) is None:
         return False

@@ -133,17 +133,29 @@ def test_the_default_global_descriptor_is_the_first_installed_candidate():
     from lookalike._registry import is_shipped
     from lookalike.descriptors.image.shipped import (
         GLOBAL_SHIPPED_CANDIDATES,
-        _composite_installed,
         best_shipped_global_descriptor,
     )
 
     assert GLOBAL_SHIPPED_CANDIDATES
-    assert all(
-        is_shipped("descriptor", spec) or _composite_installed(spec)
-        for spec in GLOBAL_SHIPPED_CANDIDATES
-    )
+    assert all(is_shipped("descriptor", spec) for spec in GLOBAL_SHIPPED_CANDIDATES)
     assert best_shipped_global_descriptor() == GLOBAL_SHIPPED_CANDIDATES[0] == "gem-tch"
-    assert not _composite_installed("gem:bundled") and not _composite_installed("no-such-name")
+    # a composite counts only through its members; a plain weightless name never does
+    assert not is_shipped("descriptor", "ensemble") and not is_shipped("descriptor", "no-such-name")
+    assert not is_shipped("descriptor", "gem-tch:bundled")
+
+
+def test_a_composite_is_shipped_only_when_every_member_with_weights_is(monkeypatch):
+    import lookalike._registry as registry
+
+    real = registry.is_shipped
+    monkeypatch.setattr(
+        registry, "is_shipped", lambda kind, spec: spec != "gem:bundled" and real(kind, spec)
+    )
+    from lookalike.descriptors.image.shipped import best_shipped_global_descriptor
+
+    assert not real("descriptor", "gem-tch")  # gem:bundled reported missing -> gem-tch is too
+    assert real("descriptor", "transformed-color-hist") is False  # weightless, not a composite
+    assert best_shipped_global_descriptor() == "dolg:bundled"
 
 
 def test_the_default_composite_is_the_gem_tch_ensemble_file():

@@ -65,7 +65,7 @@ def power_mean(values: Sequence[torch.Tensor], power: float) -> torch.Tensor:
 GEM_WEIGHTS = {
     "bundled": WeightSpec(
         file="gem_bundled.safetensors",
-        sha256="afd5a7f1a7ce785110199e8fb903f999895ebc0fe4bdf8cd678f5c5dffad7b82",
+        sha256="a9609673f057f1fabe138dd8852e9f64bcd67427a97c0d7a81762f7cea6de4c2",
         description="GeM (ResNet-18) trained on regions of scikit-image's bundled photos (CPU recipe)",
     ),
 }
