@@ -92,7 +92,8 @@ class GeMDescriptor(ImageDescriptor):
             at 320 pixels (mAP 0.492 against 0.417 at 320) but loses on real photos, so it is
             not the default there. Likewise ``scales=(0.5,)`` on its 224-pixel held-out views
             (the 3600-step weights: mAP .563 against .474; in ``gem-tch`` .594 against .531):
-            the proxy rewards the training scale, real photos are not framed like its views.
+            the proxy rewards the training scale, so it is not the default either (not measured
+            on real photos).
         pretrained: let timm download the backbone's weights (explicit request only).
         backbone_weights: a local backbone weights file (safetensors or timm checkpoint), or a
             descriptor spec whose trunk to start from (``"dolg:bundled"``).
