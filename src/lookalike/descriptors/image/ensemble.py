@@ -258,8 +258,8 @@ class GemTransformedColor(EnsembleDescriptor):
     histogram keeps the colour layout while ignoring lighting (a gain and an offset per RGB channel).
     Chosen on the held-out bundled views (``bundled_instances`` validation set of chelsea, coffee and
     gravel; never evaluation data): mAP .531 against .474 for ``gem:bundled`` alone at the training
-    augmentation strength, .767 against .785 at half strength (mean of the two .649 against .630). Same rows as the ensemble file
-    ``configs/ensembles/gem_tch.yaml``.
+    augmentation strength, .767 against .785 at half strength (mean of the two .649 against .630).
+    Same rows as the ensemble file ``configs/ensembles/gem_tch.yaml``.
 
     Args:
         validate: check for NaN / infinite input.
