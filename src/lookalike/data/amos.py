@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 from lookalike._registry import register
 from lookalike.core.check import check_positive
 from lookalike.core.errors import DataNotFoundError, EmptyInputError, LookalikeError, ShapeError
+from lookalike.data.images import quantize_u8
 
 __all__ = ["AmosPatches", "AmosView", "AmosViews", "read_amos_patch_file"]
 
@@ -250,4 +251,4 @@ class AmosViews(Sequence[AmosView]):
         lafs = detect_lafs(np.mean(images, axis=0), budget=budget, mr_size=mr_size)
         lafs = lafs[lafs_inside(lafs, images[0].shape, border=1.0)]
         sets = np.stack([cut_patches(im, lafs, patch_size)[:, 0].numpy() for im in images], axis=1)
-        return np.clip(sets * 255.0 + 0.5, 0, 255).astype(np.uint8), lafs
+        return quantize_u8(sets), lafs

@@ -416,7 +416,7 @@ def held_out_pairs(
             gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
             rng = np.random.default_rng([seed, k, v, 7])
             img = random_illumination(gray, rng, ranges, strength=strength)
-            lit.append((img * 255.0 + 0.5).astype(np.uint8))
+            lit.append(quantize_u8(img))
         pair.image0, pair.image1 = lit
         out.append(pair)
     return out

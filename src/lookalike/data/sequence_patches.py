@@ -48,6 +48,7 @@ from lookalike.core.check import check_positive
 from lookalike.core.data import data_root
 from lookalike.core.errors import DataNotFoundError, OptionError
 from lookalike.data.hpatches_patches import DIFFICULTIES, PatchSequence
+from lookalike.data.images import quantize_u8
 from lookalike.data.sequences import HomographySequence, find_sequences
 from lookalike.data.synth import (
     HPATCHES_JITTER,
@@ -126,7 +127,7 @@ def extract_sequence_patches(
 
     def to_u8(image: np.ndarray, frames: np.ndarray) -> np.ndarray:
         patches = cut_patches(image, frames[index], patch_size)[:, 0].numpy()
-        return np.clip(patches * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return quantize_u8(patches)
 
     targets = {key: to_u8(images[int(key[1:]) - 1], frames) for key, frames in views.items()}
     return PatchSequence(seq.name, to_u8(ref, lafs), targets, index.astype(np.int64))

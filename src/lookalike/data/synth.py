@@ -25,6 +25,7 @@ import torch
 
 from lookalike.core.check import check_positive
 from lookalike.core.errors import OptionError
+from lookalike.data.images import quantize_u8
 from lookalike.geometry import (
     _check_range,
     _from_mapping,
@@ -144,7 +145,7 @@ def random_photometric(
     brightness = _uniform(rng, r.brightness)
     if gamma != 1.0 or contrast != 1.0 or brightness != 0.0:
         # Point operations through a 256-entry table on the 8-bit quantised image (as a camera would).
-        u8 = (out * 255.0 + 0.5).astype(np.uint8)
+        u8 = quantize_u8(out)
         levels = np.power(np.arange(256, dtype=np.float64) / 255.0, gamma)
         mean = 0.0
         if contrast != 1.0:
@@ -162,7 +163,7 @@ def random_photometric(
     out = np.clip(out, 0.0, 1.0)
     if r.p_jpeg > 0 and rng.random() < r.p_jpeg:
         quality = round(_uniform(rng, r.jpeg))
-        u8 = (out * 255.0 + 0.5).astype(np.uint8)
+        u8 = quantize_u8(out)
         ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / np.float32(255.0)
@@ -242,7 +243,7 @@ def detect_lafs(
 
     check_positive(budget, "budget")
     check_positive(mr_size, "mr_size")
-    u8 = gray if gray.dtype == np.uint8 else np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    u8 = gray if gray.dtype == np.uint8 else quantize_u8(gray)
     kps = cv2.SIFT_create(nfeatures=int(budget)).detect(u8, None)
     if not kps:
         return np.zeros((0, 2, 3))
