@@ -87,6 +87,33 @@ def test_parts_are_the_strip_maxima():
         torch.testing.assert_close(parts[:, :, k], strip)
 
 
+def test_three_stages_take_the_parts_from_stage_3_of_the_same_resnet():
+    # Oracle: timm's own feature extractor of the same ResNet-18, cut after layer3 (stride 16).
+    import timm
+
+    torch.manual_seed(0)
+    net = RelationNet(backbone="resnet18", input_size=(128, 48), stages=3, parts=4, part_dim=8)
+    assert net.stages == 3 and len(net.trunk_net) == 4  # stem, layer1..layer3
+    ref = timm.create_model("resnet18", features_only=True, out_indices=(3,)).eval()
+    state = {k: v for k, v in net.trunk_net.state_dict().items()}
+    names = ["conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3"]
+    stem = {f"{names[int(k[2])]}{k[3:]}": v for k, v in state.items() if k.startswith("0.")}
+    rest = {f"{names[3 + int(k[0])]}{k[1:]}": v for k, v in state.items() if not k.startswith("0.")}
+    assert not ref.load_state_dict({**stem, **rest}, strict=True).missing_keys
+    x = torch.rand(2, 3, 128, 48)
+    with torch.no_grad():
+        fmap = ref(net.normalize_input(x).float().contiguous())[0]  # (2, 256, 8, 3)
+        parts = net.eval().part_features(net.normalize_input(x))
+    assert tuple(fmap.shape) == (2, 256, 8, 3)
+    for k in range(4):
+        torch.testing.assert_close(parts[:, :, k], fmap[:, :, 2 * k : 2 * k + 2].amax(dim=(2, 3)))
+    full = RelationNet(backbone="resnet18", input_size=(128, 48), parts=4, part_dim=8)
+    assert _n(full.trunk_net) - _n(net.trunk_net) == _n(full.trunk_net[4])  # layer4 dropped
+    assert net.dim == full.dim == 5 * 8 and _n(net) - _n(net.trunk_net) < _n(full) - _n(
+        full.trunk_net
+    )
+
+
 def test_head_parameter_count():
     # Paper head: 1x1 reductions C -> D for p_i, r_i, p_max, p_cont and the two relation convs
     # 2D -> D, each followed by BN (2 per channel); plus the BN neck over (n + 1) D values.
@@ -132,6 +159,11 @@ def test_relation_and_gcp_change_the_descriptor():
         {"parts": 1},
         {"parts": 9},  # a 64 x 32 input leaves 4 rows at stride 16
         {"part_dim": 0},
+        {"stages": 2},
+        {"stages": 5},
+        {"stages": True},
+        {"stages": 3.0},
+        {"stages": 3, "parts": 5},  # stage 3 of a 64 x 32 input is 4 rows high too
         {"backbone": "vit_tiny_patch16_224"},
     ],
 )
