@@ -149,6 +149,24 @@ def test_random_erasing_probability_zero_is_identity():
     assert random_erasing(x, p=0.0).equal(x)
 
 
+def test_random_erasing_rate_and_areas_follow_the_options():
+    # 4000 crops, p = 0.3: the erased share is binomial (std 0.007); areas uniform in the bounds
+    # (mean 0.2 of the crop, up to the rounding of the sides and the draws that do not fit).
+    x = torch.ones(4000, 3, 40, 40)
+    out = random_erasing(x, p=0.3, area=(0.1, 0.3), generator=torch.Generator().manual_seed(1))
+    erased = (out[:, 0] != 1).flatten(1).sum(dim=1).float() / (40 * 40)
+    hit = erased > 0
+    assert abs(float(hit.float().mean()) - 0.3) < 0.03
+    assert 0.17 < float(erased[hit].mean()) < 0.23
+    assert float(erased[hit].min()) > 0.08 and float(erased[hit].max()) < 0.33
+
+
+def test_random_erasing_leaves_crops_no_rectangle_fits():
+    x = torch.rand(5, 3, 1, 1)  # no side 0 < h < 1
+    assert random_erasing(x, p=1.0).equal(x)
+    assert random_erasing(torch.rand(0, 3, 8, 8), p=1.0).shape == (0, 3, 8, 8)
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"flip": 1.5}, {"pad": -1}, {"erase": -0.1}, {"flip": True}, {"pad": 2.5}]
 )
@@ -174,3 +192,4 @@ def test_augmented_set_passes_labels_through_and_checks_its_data(tmp_path):
     assert tuple(crop.shape) == (3, 64, 32) and label == int(plain.labels[3])
     with pytest.raises(LookalikeError):
         lookalike.create("dataset", "reid_augmented", dataset="viper", root=tmp_path / "none")
+

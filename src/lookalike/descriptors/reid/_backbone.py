@@ -151,17 +151,28 @@ class ReidNetwork(ImageDescriptor):
         Inputs are RGB person crops in [0, 1] of any size in ``size_range``; they are resized
         (bilinear, antialiased when shrinking) to ``input_size = (height, width)`` inside, because the
         relation layers are built for one feature-map size. A flat crop gives an all-zero row.
+
+        With ``flip_average`` (a constructor option, stored with the weights), an eval-mode network
+        describes every crop and its left-right mirror in one batch and returns the sum of the two
+        L2-normalised rows (then normalised again): the descriptor becomes mirror invariant at twice
+        the inference cost. Training mode describes the crop alone (flips are an augmentation there).
     """
 
     input_size: tuple[int, int]
+    flip_average: bool = False
 
     @property
     def crop_size(self) -> tuple[int, int]:
         """``(height, width)`` the re-ID protocol reads crops at: :attr:`input_size`."""
         return self.input_size
 
-    def _setup_reid_input(self, input_size: Sequence[int], size_range: Sequence[int]) -> None:
+    def _setup_reid_input(
+        self, input_size: Sequence[int], size_range: Sequence[int], flip_average: bool = False
+    ) -> None:
         self.input_size = check_input_size(input_size)
+        if not isinstance(flip_average, bool):
+            raise OptionError(f"flip_average: expected True or False, got {flip_average!r}")
+        self.flip_average = flip_average
         self._setup_input(size_range)
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,4 +189,8 @@ class ReidNetwork(ImageDescriptor):
         raise NotImplementedError(f"{type(self).__name__} does not implement trunk")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(self.resize(x))
+        x = self.resize(x)
+        if not self.flip_average or self.training:
+            return self.trunk(x)
+        plain, mirrored = self.trunk(torch.cat([x, x.flip(-1)])).chunk(2)
+        return F.normalize(plain, dim=1) + F.normalize(mirrored, dim=1)

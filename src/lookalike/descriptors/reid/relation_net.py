@@ -127,6 +127,9 @@ class RelationNet(ReidNetwork):
         pretrained: let timm download the ResNet's ImageNet weights (explicit request only).
         backbone_weights: a local weights file of the ResNet, or a descriptor spec
             (``"gem:bundled"``) whose ResNet trunk to start from.
+        flip_average: in eval mode, describe each crop and its mirror and sum the normalised
+            rows (mirror invariant, twice the inference cost; see
+            :class:`~lookalike.descriptors.reid._backbone.ReidNetwork`).
         size_range: accepted input sides ``(min, max)`` in pixels.
         validate: check for NaN / infinite input.
 
@@ -153,11 +156,12 @@ class RelationNet(ReidNetwork):
         gcp: bool = True,
         pretrained: bool = False,
         backbone_weights: str | os.PathLike[str] | None = None,
+        flip_average: bool = False,
         size_range: Sequence[int] = (32, 2048),
         validate: bool = True,
     ) -> None:
         super().__init__()
-        self._setup_reid_input(input_size, size_range)
+        self._setup_reid_input(input_size, size_range, flip_average)
         for name, value, low in (("parts", parts, 2), ("part_dim", part_dim, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")

@@ -54,6 +54,9 @@ class RGANet(ReidNetwork):
         pretrained: let timm download the ResNet's ImageNet weights (explicit request only).
         backbone_weights: a local weights file of the ResNet, or a descriptor spec
             (``"gem:bundled"``) whose ResNet trunk to start from.
+        flip_average: in eval mode, describe each crop and its mirror and sum the normalised
+            rows (mirror invariant, twice the inference cost; see
+            :class:`~lookalike.descriptors.reid._backbone.ReidNetwork`).
         size_range: accepted input sides ``(min, max)`` in pixels.
         validate: check for NaN / infinite input.
 
@@ -86,11 +89,12 @@ class RGANet(ReidNetwork):
         dim: int | None = None,
         pretrained: bool = False,
         backbone_weights: str | os.PathLike[str] | None = None,
+        flip_average: bool = False,
         size_range: Sequence[int] = (32, 2048),
         validate: bool = True,
     ) -> None:
         super().__init__()
-        self._setup_reid_input(input_size, size_range)
+        self._setup_reid_input(input_size, size_range, flip_average)
         if not isinstance(stages, Sequence) or not set(stages) <= {1, 2, 3, 4}:
             raise OptionError(f"stages: expected a subset of (1, 2, 3, 4), got {stages!r}")
         if stages and not (spatial or channel):
