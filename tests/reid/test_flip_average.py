@@ -81,7 +81,9 @@ def test_onnx_export_keeps_the_mirror_average(tmp_path):
     path = export_descriptor(flipped, tmp_path / "net.onnx", name="relation_net")
     session = ort.InferenceSession(str(path))
     for batch in (1, 3, 6):  # traced with another batch: the mirrored half is split dynamically
-        x = torch.rand(flipped.input_spec.shape(batch), generator=torch.Generator().manual_seed(batch))
+        x = torch.rand(
+            flipped.input_spec.shape(batch), generator=torch.Generator().manual_seed(batch)
+        )
         with torch.no_grad():
             expected = flipped(x).numpy()
         got = session.run(None, {"input": x.numpy()})[0]

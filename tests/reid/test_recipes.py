@@ -192,4 +192,3 @@ def test_augmented_set_passes_labels_through_and_checks_its_data(tmp_path):
     assert tuple(crop.shape) == (3, 64, 32) and label == int(plain.labels[3])
     with pytest.raises(LookalikeError):
         lookalike.create("dataset", "reid_augmented", dataset="viper", root=tmp_path / "none")
-
