@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lookalike.core.errors import OptionError
+from lookalike.descriptors._functional import normalize_descriptors
 from lookalike.descriptors.image._backbone import ImageDescriptor, load_backbone_weights
 
 __all__ = ["ReidNetwork", "ResNetStages", "check_input_size", "resnet_stages"]
@@ -193,4 +194,4 @@ class ReidNetwork(ImageDescriptor):
         if not self.flip_average or self.training:
             return self.trunk(x)
         plain, mirrored = self.trunk(torch.cat([x, x.flip(-1)])).chunk(2)
-        return F.normalize(plain, dim=1) + F.normalize(mirrored, dim=1)
+        return normalize_descriptors(plain) + normalize_descriptors(mirrored)  # norms in float32
