@@ -241,3 +241,22 @@ def test_frozen_modules_keep_their_weights_and_the_rest_trains(tmp_path):
     assert moved and all(not torch.equal(trained[k], start[k]) for k in moved)
     with pytest.raises(OptionError, match="freeze: expected submodule names"):
         freeze_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)), ["1"])
+
+
+def test_cpu_training_flushes_subnormal_state_every_few_steps(tmp_path, monkeypatch):
+    """The loop calls the subnormal flush (core.subnormal) every ``_FLUSH_EVERY`` CPU steps."""
+    from lookalike.train import engine
+
+    calls = []
+    real = engine._flush_subnormal
+
+    def spy(parts):
+        calls.append(len(parts.optimizer.state))
+        real(parts)
+
+    monkeypatch.setattr(engine, "_FLUSH_EVERY", 2)
+    monkeypatch.setattr(engine, "_flush_subnormal", spy)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    overrides = [*TINY, "steps=5", "val_every=0", "checkpoint_every=0", f"out_dir={tmp_path}"]
+    train(load_config(TrainRecipe, config, overrides), progress=False)
+    assert len(calls) == 2 and all(n > 0 for n in calls)  # after steps 2 and 4, with Adam state

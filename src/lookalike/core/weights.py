@@ -321,6 +321,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a weights file into ``(state_dict, metadata)`` without building a model.
 
+    Subnormal float32 / bfloat16 values are read as 0 (:mod:`lookalike.core.subnormal`: they
+    change no result and make CPU inference several times slower).
+
     ``.safetensors`` files are read with safetensors; ``.pt``/``.pth``/``.ckpt`` files with
     ``torch.load(weights_only=True)`` (a ``{"state_dict": ...}`` wrapper is unwrapped). Nothing is
     ever unpickled.
@@ -344,7 +347,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
             isinstance(v, torch.Tensor) for v in obj.values()
         ):
             raise WeightsError(f"{path}: expected a mapping of tensor names to tensors")
-        return dict(obj), {}
+        return _flushed(dict(obj)), {}
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -353,7 +356,18 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
-    return state, meta
+    return _flushed(state), meta
+
+
+def _flushed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # float32 / bfloat16 subnormals stay subnormal in a float32 model and slow every CPU multiply
+    # (lookalike.core.subnormal); float16 ones become normal float32 numbers, so they are kept.
+    import torch
+
+    from lookalike.core.subnormal import flush_subnormal_
+
+    flush_subnormal_(v for v in state.values() if v.dtype in (torch.float32, torch.bfloat16))
+    return state
 
 
 def load_weights(

@@ -24,6 +24,7 @@ Convention:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -39,6 +40,7 @@ from lookalike._registry import build_component
 from lookalike.core.config import to_dict
 from lookalike.core.errors import OptionError
 from lookalike.core.runs import Run, start_run
+from lookalike.core.subnormal import flush_subnormal_
 from lookalike.core.weights import save_weights
 from lookalike.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from lookalike.train.distributed import (
@@ -64,6 +66,8 @@ __all__ = ["TrainResult", "freeze_modules", "resolve_device", "train", "train_pa
 log = logging.getLogger(__name__)
 
 _RANK_SEED_STRIDE = 1_000_003
+#: Steps between two flushes of subnormal weights and optimizer state on the CPU (lookalike.core.subnormal).
+_FLUSH_EVERY = 25
 
 
 @dataclass
@@ -193,6 +197,12 @@ def _restore(parts: _Parts, path: Path) -> None:
     log.info("resumed from %s at step %d", path, parts.start)
 
 
+def _flush_subnormal(parts: _Parts) -> None:
+    """Subnormal weights, buffers and optimizer state set to 0 (Adam's weight decay makes them)."""
+    state = (t for s in parts.optimizer.state.values() for t in s.values())
+    flush_subnormal_(itertools.chain(parts.model.state_dict().values(), state))
+
+
 def _save(parts: _Parts, run: Run, step: int, meta: dict[str, Any]) -> None:
     state = {"stream": parts.stream.state_dict(), "torch_rng": torch.get_rng_state()}
     save_checkpoint(
@@ -316,6 +326,8 @@ def _loop(
             parts.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             parts.optimizer.step()
+            if parts.device.type == "cpu" and (step + 1) % _FLUSH_EVERY == 0:
+                _flush_subnormal(parts)
             seen += parts.task.samples(batch)
             value = float(loss.detach())
             history["loss_step"].append(step + 1)
