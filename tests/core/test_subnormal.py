@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from lookalike.core.errors import DTypeError
 from lookalike.core.subnormal import flush_subnormal_
 from lookalike.core.weights import read_weights
 
@@ -43,6 +44,8 @@ def test_flush_leaves_integer_tensors_and_normal_values_alone():
     assert ints.tolist() == [0, 1, -3]
     assert normal.tolist() == torch.tensor([1.0, -2.5e-38, 1.2e-38, 3.0]).tolist()
     assert flush_subnormal_([]) == 0
+    with pytest.raises(DTypeError, match=r"expected torch\.Tensor items, got float"):
+        flush_subnormal_([torch.zeros(2), 1e-40])
 
 
 def test_read_weights_flushes_float32_and_bfloat16_but_keeps_float16(tmp_path):

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 
 import torch
 
+from lookalike.core.errors import DTypeError
+
 __all__ = ["flush_subnormal_"]
 
 
@@ -25,14 +27,17 @@ __all__ = ["flush_subnormal_"]
 def flush_subnormal_(tensors: Iterable[torch.Tensor]) -> int:
     """Set the subnormal values of the floating-point tensors among ``tensors`` to 0, in place.
 
-    Other tensors (integer, boolean) are left alone; zeros, normal numbers, infinities and NaNs keep
+    Integer and boolean tensors are left alone; zeros, normal numbers, infinities and NaNs keep
     their values.
 
     Args:
-        tensors: any tensors (parameters, buffers, optimizer state).
+        tensors: tensors of any dtype (parameters, buffers, optimizer state).
 
     Returns:
         How many values were set to 0.
+
+    Raises:
+        DTypeError: an item that is not a tensor.
 
     Example:
         >>> import torch
@@ -44,7 +49,9 @@ def flush_subnormal_(tensors: Iterable[torch.Tensor]) -> int:
     """
     count = 0
     for tensor in tensors:
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        if not isinstance(tensor, torch.Tensor):
+            raise DTypeError(f"tensors: expected torch.Tensor items, got {type(tensor).__name__}")
+        if not tensor.is_floating_point():
             continue
         tiny = torch.finfo(tensor.dtype).tiny
         mask = (tensor.abs() < tiny) & (tensor != 0)

@@ -199,7 +199,7 @@ def _restore(parts: _Parts, path: Path) -> None:
 
 def _flush_subnormal(parts: _Parts) -> None:
     """Subnormal weights, buffers and optimizer state set to 0 (Adam's weight decay makes them)."""
-    state = (t for s in parts.optimizer.state.values() for t in s.values())
+    state = (t for s in parts.optimizer.state.values() for t in s.values() if torch.is_tensor(t))
     flush_subnormal_(itertools.chain(parts.model.state_dict().values(), state))
 
 
