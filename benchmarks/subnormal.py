@@ -9,7 +9,8 @@ into the subnormal range, and the network is timed as it is and with those value
 rounds alternating, in one process:
 
 (a) inference, eval mode, float32, ``--batch`` crops (what ``lookalike evaluate reid`` does);
-(b) one training step, train mode, bf16 autocast, batch 32, Adam with weight decay (the recipe's).
+(b) one training step, train mode, batch 32, Adam with weight decay (the recipe's), with bf16
+    autocast (the recipe's) and in float32.
 
 The two copies describe the crops identically up to float32 rounding (cosine printed). The machine
 may be shared: read the ratios.
@@ -24,9 +25,9 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
 import torch
+from _timing import interleaved
 
 import lookalike
 from lookalike.core.subnormal import flush_subnormal_
@@ -55,18 +56,9 @@ def _network(dead: float, seed: int = 0) -> torch.nn.Module:
     return net
 
 
-def _time(fn, rounds: int) -> list[float]:
-    out = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor):
+def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, bf16: bool):
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = net(x).float().pow(2).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,13 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(v.numel() for v in fast.state_dict().values() if v.is_floating_point())
     print(f"{flushed:,} of {total:,} weight values subnormal ({100 * flushed / total:.0f} %)")
     x = torch.rand(args.batch, 3, 128, 48, generator=torch.Generator().manual_seed(1))
-    times: dict[str, list[float]] = {"subnormal": [], "flushed": []}
     with torch.no_grad():
-        for net in (slow.eval(), fast.eval()):
-            net(x[:8])  # warm-up
-        for _ in range(args.rounds):
-            for tag, net in (("subnormal", slow), ("flushed", fast)):
-                times[tag] += _time(lambda net=net: net(x), 1)
+        slow.eval(), fast.eval()
+        times = interleaved({"subnormal": lambda: slow(x), "flushed": lambda: fast(x)}, args.rounds)
         cos = torch.nn.functional.cosine_similarity(slow(x), fast(x), dim=1).min()
     a = {k: statistics.median(v) for k, v in times.items()}
     print(
@@ -102,22 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         f"flushed {a['flushed']:.3f} s, ratio {a['subnormal'] / a['flushed']:.2f}x "
         f"(min cosine {float(cos):.6f})"
     )
-    xb = x[:32]
-    steps = {}
-    for tag, net in (("subnormal", slow), ("flushed", fast)):
-        net.train()
-        opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=5e-4)
-        steps[tag] = _train_step(net, opt, xb)
-        steps[tag]()  # warm-up, creates Adam's state
-    times = {"subnormal": [], "flushed": []}
-    for _ in range(args.rounds):
-        for tag in ("subnormal", "flushed"):
-            times[tag] += _time(steps[tag], 3)
-    b = {k: statistics.median(v) for k, v in times.items()}
-    print(
-        f"(b) training step, batch 32, bf16: subnormal {1000 * b['subnormal']:.0f} ms, "
-        f"flushed {1000 * b['flushed']:.0f} ms, ratio {b['subnormal'] / b['flushed']:.2f}x"
-    )
+    for label, bf16 in (("bf16", True), ("float32", False)):
+        steps = {}
+        for tag, net in (("subnormal", slow), ("flushed", fast)):
+            net.train()
+            opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=5e-4)
+            steps[tag] = _train_step(net, opt, x[:32], bf16)
+        b = {k: statistics.median(v) for k, v in interleaved(steps, 3 * args.rounds).items()}
+        print(
+            f"(b) training step, batch 32, {label}: subnormal {1000 * b['subnormal']:.0f} ms, "
+            f"flushed {1000 * b['flushed']:.0f} ms, ratio {b['subnormal'] / b['flushed']:.2f}x"
+        )
     return 0
 
 
