@@ -113,3 +113,25 @@ def test_torchrun_two_processes_match_one_process(tmp_path, text):
     assert abs(losses[0] - ref_losses[0]) < 1e-5  # same weights: gathered mining, global BN
     for ours, theirs in zip(losses, ref_losses):
         assert abs(ours - theirs) < 0.02 * abs(theirs)
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_the_step_count_of_a_time_budget(tmp_path):
+    """Under ``max_minutes`` rank 0's step count is broadcast (gloo): the job ends, on the count."""
+    import json
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(PK)
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()),
+        "-m", "lookalike", "train", "--config", str(config), "--quiet", *COMMON,
+        "steps=40", "max_minutes=1e-7", f"out_dir={out}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list(out.iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 23 and metrics["steps_planned"] == 40  # 3 skipped + 20 timed
+    assert (run / "weights.safetensors").exists()

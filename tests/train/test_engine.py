@@ -260,3 +260,86 @@ def test_cpu_training_flushes_subnormal_state_every_few_steps(tmp_path, monkeypa
     overrides = [*TINY, "steps=5", "val_every=0", "checkpoint_every=0", f"out_dir={tmp_path}"]
     train(load_config(TrainRecipe, config, overrides), progress=False)
     assert len(calls) == 2 and all(n > 0 for n in calls)  # after steps 2 and 4, with Adam state
+
+
+def test_budget_steps_hand_cases():
+    from lookalike.core.errors import ValueRangeError
+    from lookalike.train.optim import budget_steps
+
+    # 24 done in 3 s at 0.1 s a step: (285 - 3) / 0.1 = 2820 more fit, under the 3200 planned
+    kw = {"done": 24, "elapsed_seconds": 3.0, "step_seconds": 0.1, "budget_seconds": 285.0}
+    assert budget_steps(planned=3200, **kw) == 2844
+    assert budget_steps(planned=1000, **kw) == 1000  # never more than planned
+    assert budget_steps(planned=100, done=10, elapsed_seconds=5.0, step_seconds=2.0,
+                        budget_seconds=10.0) == 12  # fmt: skip  # floor(5 / 2) = 2 more
+    assert budget_steps(planned=100, done=10, elapsed_seconds=11.0, step_seconds=1.0,
+                        budget_seconds=10.0) == 10  # fmt: skip  # over the budget: stop now
+    with pytest.raises(ValueRangeError, match=r"step_seconds: expected a number > 0, got 0\.0"):
+        budget_steps(planned=10, done=1, elapsed_seconds=0.0, step_seconds=0.0, budget_seconds=1.0)
+
+
+def _budget_spy(monkeypatch, fixed):
+    """Time budget with 1 skipped + 2 timed steps whose step count is ``fixed``; records the calls
+    of budget_steps and the step totals the schedule is computed with."""
+    from lookalike.train import engine
+
+    calls, totals = [], []
+    real_factor = engine.lr_factor
+
+    def fake_budget(**kw):
+        calls.append(kw)
+        return fixed
+
+    def factor(recipe, step):
+        totals.append(recipe.steps)
+        return real_factor(recipe, step)
+
+    monkeypatch.setattr(engine, "_BUDGET_SKIP", 1)
+    monkeypatch.setattr(engine, "_BUDGET_TIMED", 2)
+    monkeypatch.setattr(engine, "budget_steps", fake_budget)
+    monkeypatch.setattr(engine, "lr_factor", factor)
+    return calls, totals
+
+
+def test_max_minutes_fixes_the_step_count_after_timing_and_the_schedule_follows(
+    tmp_path, monkeypatch
+):
+    calls, totals = _budget_spy(monkeypatch, fixed=5)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    overrides = [*TINY, "steps=8", "val_every=0", "max_minutes=4.5", f"out_dir={tmp_path}"]
+    result = train(load_config(TrainRecipe, config, overrides), progress=False)
+    assert len(calls) == 1
+    assert calls[0]["planned"] == 8 and calls[0]["done"] == 3  # after 1 skipped + 2 timed steps
+    assert calls[0]["budget_seconds"] == pytest.approx(270.0) and calls[0]["step_seconds"] > 0
+    assert totals == [8, 8, 8, 5, 5]  # the schedule runs to the fixed count
+    assert len(result.history["loss"]) == 5 and result.weights is not None
+    assert result.metrics["steps"] == 5 and result.metrics["steps_planned"] == 8
+
+
+def test_max_minutes_over_the_budget_stops_after_the_timed_steps(tmp_path, monkeypatch):
+    from lookalike.train import engine
+
+    monkeypatch.setattr(engine, "_BUDGET_SKIP", 1)
+    monkeypatch.setattr(engine, "_BUDGET_TIMED", 2)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    overrides = [*TINY, "steps=10", "val_every=0", "max_minutes=1e-7", f"out_dir={tmp_path}"]
+    result = train(load_config(TrainRecipe, config, overrides), progress=False)
+    assert result.metrics["steps"] == 3 and len(result.history["loss"]) == 3
+    assert result.weights is not None
+    with pytest.raises(ConfigError, match="max_minutes"):
+        load_config(TrainRecipe, config, ["max_minutes=0"])
+
+
+def test_resume_keeps_the_step_count_a_time_budget_fixed(tmp_path, monkeypatch):
+    calls, _ = _budget_spy(monkeypatch, fixed=5)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    base = [*TINY, "steps=8", "val_every=0", "checkpoint_every=0", "max_minutes=4.5",
+            "data.kwargs.buffer_batches=2"]  # fmt: skip
+    whole = train(load_config(TrainRecipe, config, [*base, f"out_dir={tmp_path / 'a'}"]),
+                  progress=False)  # fmt: skip
+    recipe = load_config(TrainRecipe, config, [*base, f"out_dir={tmp_path / 'b'}"])
+    first = train(recipe, progress=False, stop_after=4)
+    assert len(calls) == 2 and len(first.history["loss"]) == 4
+    rest = train(recipe, resume=first.run_dir, progress=False)
+    assert len(calls) == 2  # not timed again: the checkpoint holds the fixed count
+    assert rest.metrics["steps"] == 5 and rest.history["loss"] == whole.history["loss"]

@@ -24,6 +24,7 @@ Convention:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -50,7 +51,13 @@ from lookalike.train.distributed import (
     init_distributed,
     shard,
 )
-from lookalike.train.optim import lr_factor, make_optimizer, resolve_device, seed_everything
+from lookalike.train.optim import (
+    budget_steps,
+    lr_factor,
+    make_optimizer,
+    resolve_device,
+    seed_everything,
+)
 from lookalike.train.recipe import TrainRecipe
 from lookalike.train.report import (
     fit_pca_head,
@@ -68,6 +75,9 @@ log = logging.getLogger(__name__)
 _RANK_SEED_STRIDE = 1_000_003
 #: Steps between two flushes of subnormal weights and optimizer state on the CPU (lookalike.core.subnormal).
 _FLUSH_EVERY = 25
+#: With ``max_minutes``: steps skipped (first-call overheads), then steps timed, before the step
+#: count is fixed (within the warm-up of the re-ID recipes, so the schedule's shape is unchanged).
+_BUDGET_SKIP, _BUDGET_TIMED = 3, 20
 
 
 @dataclass
@@ -134,6 +144,45 @@ class _Parts:
         default_factory=lambda: {"loss_step": [], "loss": [], "val_step": [], "val_fpr95": []}
     )
     start: int = 0
+    steps: int | None = None  # the step count fixed by a time budget (saved with checkpoints)
+
+
+class _Budget:
+    """The step count of a run with ``max_minutes``: steps ``start + 3 .. start + 22`` are timed, then
+    :func:`~lookalike.train.optim.budget_steps` fixes ``steps`` once, the same on every rank."""
+
+    def __init__(self, recipe: TrainRecipe, parts: _Parts) -> None:
+        self.active = recipe.max_minutes is not None and parts.steps is None
+        self.begin = parts.start + _BUDGET_SKIP
+        self.end = self.begin + _BUDGET_TIMED
+        self.t_begin = 0.0
+
+    def check(self, recipe: TrainRecipe, parts: _Parts, step: int, t_start: float) -> TrainRecipe:
+        """Called before ``step``; returns ``recipe``, with ``steps`` fixed when the timing ends."""
+        if not self.active:
+            return recipe
+        now = time.perf_counter()
+        if step == self.begin:
+            self.t_begin = now
+        if step < self.end:
+            return recipe
+        self.active = False
+        steps = budget_steps(
+            planned=recipe.steps,
+            done=step,
+            elapsed_seconds=now - t_start,
+            step_seconds=max(now - self.t_begin, 1e-9) / _BUDGET_TIMED,
+            budget_seconds=60.0 * recipe.max_minutes,
+        )
+        if parts.ctx.enabled:  # rank 0's count for every rank
+            import torch.distributed as dist
+
+            agreed = torch.tensor([steps], dtype=torch.int64, device=parts.device)
+            dist.broadcast(agreed, src=0)
+            steps = int(agreed.item())
+        parts.steps = steps
+        log.info("max_minutes=%s: %d of %d steps fit", recipe.max_minutes, steps, recipe.steps)
+        return dataclasses.replace(recipe, steps=steps)
 
 
 def freeze_modules(model: nn.Module, names: Sequence[str]) -> int:
@@ -188,6 +237,7 @@ def _restore(parts: _Parts, path: Path) -> None:
         modules={"loss": parts.loss, "regularizer": parts.regularizer},
     )
     parts.start, parts.history = ckpt.step, ckpt.history
+    parts.steps = ckpt.state.get("steps")
     if "stream" in ckpt.state:
         parts.stream.load_state_dict(ckpt.state["stream"])
     else:
@@ -205,6 +255,8 @@ def _flush_subnormal(parts: _Parts) -> None:
 
 def _save(parts: _Parts, run: Run, step: int, meta: dict[str, Any]) -> None:
     state = {"stream": parts.stream.state_dict(), "torch_rng": torch.get_rng_state()}
+    if parts.steps is not None:
+        state["steps"] = parts.steps
     save_checkpoint(
         run.file("checkpoint.safetensors"),
         parts.model,
@@ -291,11 +343,19 @@ def _train(
     geometry = getattr(parts.data, "patch_geometry", None)
     if callable(geometry):  # how training patches were cut: the pipeline reads it back
         meta["patch_geometry"] = geometry()
+    planned = recipe.steps
+    if parts.steps is not None:  # resumed: the step count a time budget fixed
+        recipe = dataclasses.replace(recipe, steps=parts.steps)
     stop = recipe.steps if stop_after is None else min(recipe.steps, stop_after)
-    seconds, seen = _loop(recipe, parts, step_fn, run, val, meta, stop, progress and ctx.is_main)
+    seconds, seen, recipe = _loop(
+        recipe, parts, step_fn, run, val, meta, stop, progress and ctx.is_main
+    )
+    stop = min(stop, recipe.steps)
     if not ctx.is_main:
         return TrainResult(None, None, {}, parts.history)
     metrics = _metrics(parts.history, seconds, seen, stop, validation_metric(val))
+    if recipe.max_minutes is not None:
+        metrics["steps_planned"] = planned
     if stop < recipe.steps:
         run.write_metrics(metrics)
         return TrainResult(run.path, None, metrics, parts.history)
@@ -311,13 +371,22 @@ def _loop(
     meta: dict[str, Any],
     stop: int,
     progress: bool,
-) -> tuple[float, int]:
+) -> tuple[float, int, TrainRecipe]:
+    """Train steps ``parts.start .. stop - 1``; returns the seconds, the samples seen and the recipe
+    (its ``steps`` fixed by ``max_minutes`` when set)."""
     t_start, seen, history = time.perf_counter(), 0, parts.history
+    budget = _Budget(recipe, parts)
     name = validation_metric(val)[0]
     history.setdefault(f"val_{name}", [])
     with progress_bar(progress) as bar:
         task = bar.add_task("training", total=recipe.steps, completed=parts.start) if bar else None
         for step in range(parts.start, stop):
+            recipe = budget.check(recipe, parts, step, t_start)
+            if step >= recipe.steps:
+                break
+            stop = min(stop, recipe.steps)
+            if bar and step == budget.end:
+                bar.update(task, total=recipe.steps)
             batch = next(parts.stream)
             local = tuple(t.to(parts.device, non_blocking=True) for t in shard(batch, parts.ctx))
             for group in parts.optimizer.param_groups:
@@ -345,7 +414,7 @@ def _loop(
             due = every and ((step + 1) % every == 0 or last)
             if run is not None and (due or step + 1 == stop):
                 _save(parts, run, step + 1, meta)
-    return time.perf_counter() - t_start, seen
+    return time.perf_counter() - t_start, seen, recipe
 
 
 def _metrics(

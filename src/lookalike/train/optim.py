@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from lookalike.core.errors import OptionError
+from lookalike.core.errors import OptionError, ValueRangeError
 from lookalike.train.recipe import TrainRecipe
 
-__all__ = ["lr_factor", "make_optimizer", "resolve_device", "seed_everything"]
+__all__ = ["budget_steps", "lr_factor", "make_optimizer", "resolve_device", "seed_everything"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,3 +59,33 @@ def lr_factor(recipe: TrainRecipe, step: int) -> float:
     if opt.schedule == "linear":
         return max(0.0, 1.0 - progress)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def budget_steps(
+    *, planned: int, done: int, elapsed_seconds: float, step_seconds: float, budget_seconds: float
+) -> int:
+    """How many steps a run with a wall-time budget takes in all.
+
+    The steps still affordable at the measured pace, ``floor((budget - elapsed) / step_seconds)``,
+    are added to the ``done`` ones; the result is capped at ``planned`` and never below ``done``
+    (a run already over its budget stops at once).
+
+    Args:
+        planned: the recipe's ``steps`` (upper bound).
+        done: steps already taken.
+        elapsed_seconds: wall time the loop has used so far.
+        step_seconds: measured seconds per step (``> 0``).
+        budget_seconds: the whole budget (``recipe.max_minutes * 60``).
+
+    Example:
+        >>> budget_steps(planned=3200, done=24, elapsed_seconds=3.0, step_seconds=0.1,
+        ...              budget_seconds=285.0)
+        2844
+        >>> budget_steps(planned=1000, done=24, elapsed_seconds=3.0, step_seconds=0.1,
+        ...              budget_seconds=285.0)
+        1000
+    """
+    if not step_seconds > 0:
+        raise ValueRangeError(f"step_seconds: expected a number > 0, got {step_seconds!r}")
+    affordable = math.floor(max(0.0, budget_seconds - elapsed_seconds) / step_seconds)
+    return max(done, min(planned, done + affordable))
