@@ -72,20 +72,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _torchrun(config: Path, out: Path, *overrides: str) -> None:
+    """``lookalike train`` on 2 processes (gloo on CPU) into ``out``; fails the test if it fails."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()),
+        "-m", "lookalike", "train", "--config", str(config), "--quiet", *COMMON, *overrides,
+        f"out_dir={out}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=config.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("text", [PAIRS, PK], ids=["pairs", "pk"])
 def test_torchrun_two_processes_match_one_process(tmp_path, text):
     config = tmp_path / "tiny.yaml"
     config.write_text(text)
     ddp_out = tmp_path / "ddp"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(_free_port()),
-        "-m", "lookalike", "train", "--config", str(config), "--quiet", *COMMON,
-        f"out_dir={ddp_out}",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun(config, ddp_out)
     runs = list(ddp_out.iterdir())
     assert len(runs) == 1  # rank 0 alone writes the run directory
     ddp_weights, _ = read_weights(runs[0] / "weights.safetensors")
@@ -123,14 +128,7 @@ def test_torchrun_ranks_share_the_step_count_of_a_time_budget(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(PK)
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(_free_port()),
-        "-m", "lookalike", "train", "--config", str(config), "--quiet", *COMMON,
-        "steps=40", "max_minutes=1e-7", f"out_dir={out}",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun(config, out, "steps=40", "max_minutes=1e-7")
     (run,) = list(out.iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 23 and metrics["steps_planned"] == 40  # 3 skipped + 20 timed
