@@ -1,8 +1,9 @@
 """The training engine: one loop for every task, on one process or many (``torchrun``).
 
 ``train(recipe)`` builds the model, the task (:mod:`lookalike.train.tasks`), its losses and data
-stream from the registry, and trains for ``recipe.steps`` steps with a rich progress bar (loss,
-patches/s). Every ``val_every`` steps it scores the data set's held-out validation set (FPR95 of
+stream from the registry, and trains for ``recipe.steps`` steps (fewer when a wall-time budget
+``recipe.max_minutes`` says so: the pace of the first steps fixes the count, see :class:`_Budget`)
+with a rich progress bar (loss, patches/s). Every ``val_every`` steps it scores the data set's held-out validation set (FPR95 of
 patch pairs, or the set's own ``evaluate`` number such as retrieval mAP; see
 :func:`~lookalike.train.report.validate`); it writes
 ``checkpoint.safetensors`` (model, optimizer, loss parameters, data-stream and RNG state: resuming
