@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -276,6 +277,17 @@ def test_budget_steps_hand_cases():
                         budget_seconds=10.0) == 10  # fmt: skip  # over the budget: stop now
     with pytest.raises(ValueRangeError, match=r"step_seconds: expected a number > 0, got 0\.0"):
         budget_steps(planned=10, done=1, elapsed_seconds=0.0, step_seconds=0.0, budget_seconds=1.0)
+    good = {"planned": 10, "done": 1, "elapsed_seconds": 0.0, "step_seconds": 1.0,
+            "budget_seconds": 5.0}  # fmt: skip
+    for key, bad, message in [
+        ("planned", 0, "planned: expected an integer >= 1, got 0"),
+        ("done", -1, "done: expected an integer >= 0, got -1"),
+        ("done", 1.5, "done: expected an integer >= 0, got 1.5"),
+        ("budget_seconds", float("nan"), "budget_seconds: expected a number > 0, got nan"),
+        ("elapsed_seconds", -1.0, "elapsed_seconds: expected a number >= 0, got -1.0"),
+    ]:
+        with pytest.raises(ValueRangeError, match=re.escape(message)):
+            budget_steps(**{**good, key: bad})
 
 
 def _budget_spy(monkeypatch, fixed):

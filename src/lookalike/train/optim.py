@@ -84,8 +84,18 @@ def budget_steps(
         >>> budget_steps(planned=1000, done=24, elapsed_seconds=3.0, step_seconds=0.1,
         ...              budget_seconds=285.0)
         1000
+
+    Raises:
+        ValueRangeError: a count that is not an integer in range, a pace or budget that is not
+            positive, a negative elapsed time (NaN included).
     """
-    if not step_seconds > 0:
-        raise ValueRangeError(f"step_seconds: expected a number > 0, got {step_seconds!r}")
+    for name, value, low in (("planned", planned, 1), ("done", done, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueRangeError(f"{name}: expected an integer >= {low}, got {value!r}")
+    for name, value in (("step_seconds", step_seconds), ("budget_seconds", budget_seconds)):
+        if not value > 0:
+            raise ValueRangeError(f"{name}: expected a number > 0, got {value!r}")
+    if not elapsed_seconds >= 0:
+        raise ValueRangeError(f"elapsed_seconds: expected a number >= 0, got {elapsed_seconds!r}")
     affordable = math.floor(max(0.0, budget_seconds - elapsed_seconds) / step_seconds)
     return max(done, min(planned, done + affordable))
