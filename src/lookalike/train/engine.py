@@ -3,8 +3,9 @@
 ``train(recipe)`` builds the model, the task (:mod:`lookalike.train.tasks`), its losses and data
 stream from the registry, and trains for ``recipe.steps`` steps (fewer when a wall-time budget
 ``recipe.max_minutes`` says so: the pace of the first steps fixes the count, see :class:`_Budget`)
-with a rich progress bar (loss, patches/s). Every ``val_every`` steps it scores the data set's held-out validation set (FPR95 of
-patch pairs, or the set's own ``evaluate`` number such as retrieval mAP; see
+with a rich progress bar (loss, patches/s). Every ``val_every`` steps it scores the data set's
+held-out validation set (FPR95 of patch pairs, or the set's own ``evaluate`` number such as
+retrieval mAP; see
 :func:`~lookalike.train.report.validate`); it writes
 ``checkpoint.safetensors`` (model, optimizer, loss parameters, data-stream and RNG state: resuming
 continues the exact run) and, at the end, ``weights.safetensors`` (model only, recipe and validation
@@ -74,7 +75,8 @@ __all__ = ["TrainResult", "freeze_modules", "resolve_device", "train", "train_pa
 log = logging.getLogger(__name__)
 
 _RANK_SEED_STRIDE = 1_000_003
-#: Steps between two flushes of subnormal weights and optimizer state on the CPU (lookalike.core.subnormal).
+#: Steps between two flushes of subnormal weights and optimizer state on the CPU
+#: (:mod:`lookalike.core.subnormal`).
 _FLUSH_EVERY = 25
 #: With ``max_minutes``: steps skipped (first-call overheads), then steps timed, before the step
 #: count is fixed (within the warm-up of the re-ID recipes, so the schedule's shape is unchanged).
@@ -149,8 +151,9 @@ class _Parts:
 
 
 class _Budget:
-    """The step count of a run with ``max_minutes``: steps ``start + 3 .. start + 22`` are timed, then
-    :func:`~lookalike.train.optim.budget_steps` fixes ``steps`` once, the same on every rank."""
+    """The step count of a run with ``max_minutes``: steps ``start + 3 .. start + 22`` are timed,
+    then :func:`~lookalike.train.optim.budget_steps` fixes ``steps`` once, the same on every
+    rank."""
 
     def __init__(self, recipe: TrainRecipe, parts: _Parts) -> None:
         self.active = recipe.max_minutes is not None and parts.steps is None
