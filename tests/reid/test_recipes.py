@@ -15,6 +15,7 @@ from lookalike.core.errors import LookalikeError, OptionError
 from lookalike.data.reid.augment import ERASE_FILL, augment_crops, random_erasing
 from lookalike.data.reid.readers import viper_split
 from lookalike.train.recipe import TrainRecipe
+from lookalike.train.tasks import build_loss
 from reid.formats import write_market_style, write_viper
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -98,6 +99,9 @@ def test_reid_viper_recipe_fits_a_cpu(tmp_path):
     assert recipe.freeze and all(n in names for n in recipe.freeze)
     data = recipe.data.kwargs
     assert data["flip"] > 0 and data["pad"] > 0 and data["erase"] > 0
+    # the triplet keeps a cross-batch memory; the engine passes the model's width to build it
+    loss = build_loss(recipe.loss, {"embedding_dim": model.dim})
+    assert loss.bank is not None and loss.bank.dim == model.dim and loss.bank.size >= 256
 
 
 @pytest.mark.slow

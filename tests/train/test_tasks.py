@@ -83,6 +83,27 @@ def test_pk_run_trains_triplet_plus_cross_entropy(tmp_path):
     assert "module/regularizer/weight" in ckpt  # the classifier lives in the CE loss
 
 
+def test_pk_run_with_a_cross_batch_memory_resumes_exactly(tmp_path):
+    """The memory (loss buffers) is saved in the checkpoint: 2 steps + resume == 5 steps."""
+    xbm = ["task.kwargs.k=2", "steps=5", "val_every=0", "loss.kwargs.memory=24",
+           "loss.kwargs.memory_start=1"]  # fmt: skip
+    whole = train(_recipe("pk_bundled_classes.yaml", tmp_path / "a", *xbm), progress=False)
+    plain = train(_recipe("pk_bundled_classes.yaml", tmp_path / "p", *xbm[:3]), progress=False)
+    # steps 1-2: the batch term only; from step 3 the memory term adds to it
+    assert whole.history["loss"][0] == plain.history["loss"][0]
+    assert whole.history["loss"][2] != plain.history["loss"][2]
+    recipe = _recipe("pk_bundled_classes.yaml", tmp_path / "b", *xbm)
+    part = train(recipe, progress=False, stop_after=2)
+    ckpt, _ = read_weights(part.run_dir / "checkpoint.safetensors")
+    assert int(ckpt["module/loss/bank.count"]) == 16 and int(ckpt["module/loss/calls"]) == 2
+    rest = train(recipe, resume=part.run_dir, progress=False)
+    assert rest.history["loss"] == whole.history["loss"]
+    ours, _ = read_weights(rest.weights)
+    ref, _ = read_weights(whole.weights)
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=0, msg=key)
+
+
 def test_pk_batches_hold_p_ids_times_k(tmp_path):
     recipe = _recipe("pk_bundled_classes.yaml", tmp_path, "task.kwargs.k=2")
     task = build_task("pk", k=2)
