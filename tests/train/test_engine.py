@@ -290,9 +290,10 @@ def test_budget_steps_hand_cases():
             budget_steps(**{**good, key: bad})
 
 
-def _budget_spy(monkeypatch, fixed):
-    """Time budget with 1 skipped + 2 timed steps whose step count is ``fixed``; records the calls
-    of budget_steps and the step totals the schedule is computed with."""
+def _budget_spy(monkeypatch, fixed, every=100):
+    """Time budget with 1 skipped + 2 timed steps whose step count is ``fixed`` (an int, or one
+    count per call of budget_steps, re-checked every ``every`` steps); records the calls of
+    budget_steps and the step totals the schedule is computed with."""
     from lookalike.train import engine
 
     calls, totals = [], []
@@ -300,7 +301,7 @@ def _budget_spy(monkeypatch, fixed):
 
     def fake_budget(**kw):
         calls.append(kw)
-        return fixed
+        return fixed if isinstance(fixed, int) else fixed[len(calls) - 1]
 
     def factor(recipe, step):
         totals.append(recipe.steps)
@@ -308,6 +309,7 @@ def _budget_spy(monkeypatch, fixed):
 
     monkeypatch.setattr(engine, "_BUDGET_SKIP", 1)
     monkeypatch.setattr(engine, "_BUDGET_TIMED", 2)
+    monkeypatch.setattr(engine, "_BUDGET_EVERY", every)
     monkeypatch.setattr(engine, "budget_steps", fake_budget)
     monkeypatch.setattr(engine, "lr_factor", factor)
     return calls, totals
@@ -326,6 +328,20 @@ def test_max_minutes_fixes_the_step_count_after_timing_and_the_schedule_follows(
     assert totals == [8, 8, 8, 5, 5]  # the schedule runs to the fixed count
     assert len(result.history["loss"]) == 5 and result.weights is not None
     assert result.metrics["steps"] == 5 and result.metrics["steps_planned"] == 8
+
+
+def test_max_minutes_re_checks_the_count_and_cuts_it_when_the_pace_drops(tmp_path, monkeypatch):
+    """Fixed at 9 after step 3, kept at the re-check before step 5, cut to 7 before step 7."""
+    calls, totals = _budget_spy(monkeypatch, fixed=[9, 9, 7], every=2)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    overrides = [*TINY, "steps=10", "val_every=0", "max_minutes=4.5", f"out_dir={tmp_path}"]
+    result = train(load_config(TrainRecipe, config, overrides), progress=False)
+    assert [(c["planned"], c["done"]) for c in calls] == [(10, 3), (9, 5), (9, 7)]
+    assert all(c["step_seconds"] > 0 and c["elapsed_seconds"] > 0 for c in calls)
+    assert calls[2]["elapsed_seconds"] > calls[1]["elapsed_seconds"] > calls[0]["elapsed_seconds"]
+    assert totals == [10, 10, 10, 9, 9, 9, 9]  # the schedule follows each count
+    assert len(result.history["loss"]) == 7 and result.metrics["steps"] == 7
+    assert result.metrics["steps_planned"] == 10
 
 
 def test_max_minutes_over_the_budget_stops_after_the_timed_steps(tmp_path, monkeypatch):

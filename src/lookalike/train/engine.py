@@ -2,7 +2,8 @@
 
 ``train(recipe)`` builds the model, the task (:mod:`lookalike.train.tasks`), its losses and data
 stream from the registry, and trains for ``recipe.steps`` steps (fewer when a wall-time budget
-``recipe.max_minutes`` says so: the pace of the first steps fixes the count, see :class:`_Budget`)
+``recipe.max_minutes`` says so: the pace of the first steps fixes the count and the pace of later
+steps may cut it, see :class:`_Budget`)
 with a rich progress bar (loss, patches/s). Every ``val_every`` steps it scores the data set's
 held-out validation set (FPR95 of patch pairs, or the set's own ``evaluate`` number such as
 retrieval mAP; see
@@ -79,8 +80,9 @@ _RANK_SEED_STRIDE = 1_000_003
 #: (:mod:`lookalike.core.subnormal`).
 _FLUSH_EVERY = 25
 #: With ``max_minutes``: steps skipped (first-call overheads), then steps timed, before the step
-#: count is fixed (within the warm-up of the re-ID recipes, so the schedule's shape is unchanged).
-_BUDGET_SKIP, _BUDGET_TIMED = 3, 20
+#: count is fixed (within the warm-up of the re-ID recipes, so the schedule's shape is unchanged);
+#: then every ``_BUDGET_EVERY`` steps the count is re-checked at the pace of those steps.
+_BUDGET_SKIP, _BUDGET_TIMED, _BUDGET_EVERY = 3, 20, 100
 
 
 @dataclass
@@ -151,31 +153,37 @@ class _Parts:
 
 
 class _Budget:
-    """The step count of a run with ``max_minutes``: steps ``start + 3 .. start + 22`` are timed,
-    then :func:`~lookalike.train.optim.budget_steps` fixes ``steps`` once, the same on every
-    rank."""
+    """The step count of a run with ``max_minutes``, the same on every rank.
+
+    Steps ``start + 3 .. start + 22`` are timed, then :func:`~lookalike.train.optim.budget_steps`
+    fixes ``steps``. Every 100 steps after that the count is re-checked at the pace of those 100
+    steps and cut when the rest no longer fits (a machine that slows down later; the count never
+    grows again). A resumed run keeps its checkpoint's count and is not re-checked (the time spent
+    before the interruption is not known).
+    """
 
     def __init__(self, recipe: TrainRecipe, parts: _Parts) -> None:
-        self.active = recipe.max_minutes is not None and parts.steps is None
+        self.enabled = recipe.max_minutes is not None and parts.steps is None
+        self.fixed = False
         self.begin = parts.start + _BUDGET_SKIP
         self.end = self.begin + _BUDGET_TIMED
-        self.t_begin = 0.0
+        self.mark_time, self.mark_step = 0.0, self.begin
 
     def check(self, recipe: TrainRecipe, parts: _Parts, step: int, t_start: float) -> TrainRecipe:
-        """Called before ``step``; returns ``recipe``, with ``steps`` fixed when the timing ends."""
-        if not self.active:
+        """Called before ``step``; returns ``recipe``, with ``steps`` fixed or cut when due."""
+        if not self.enabled:
             return recipe
         now = time.perf_counter()
         if step == self.begin:
-            self.t_begin = now
-        if step < self.end:
+            self.mark_time = now
+        due = self.end if not self.fixed else self.mark_step + _BUDGET_EVERY
+        if step < due or step >= recipe.steps:
             return recipe
-        self.active = False
         steps = budget_steps(
             planned=recipe.steps,
             done=step,
             elapsed_seconds=now - t_start,
-            step_seconds=max(now - self.t_begin, 1e-9) / _BUDGET_TIMED,
+            step_seconds=max(now - self.mark_time, 1e-9) / (step - self.mark_step),
             budget_seconds=60.0 * recipe.max_minutes,
         )
         if parts.ctx.enabled:  # rank 0's count for every rank
@@ -184,8 +192,13 @@ class _Budget:
             agreed = torch.tensor([steps], dtype=torch.int64, device=parts.device)
             dist.broadcast(agreed, src=0)
             steps = int(agreed.item())
+        self.mark_time, self.mark_step = now, step
+        if self.fixed and steps == recipe.steps:
+            return recipe
+        what = "cut to" if self.fixed else "fixed at"
+        self.fixed = True
         parts.steps = steps
-        log.info("max_minutes=%s: %d of %d steps fit", recipe.max_minutes, steps, recipe.steps)
+        log.info("max_minutes=%s: steps %s %d (of %d)", recipe.max_minutes, what, steps, recipe.steps)
         return dataclasses.replace(recipe, steps=steps)
 
 
@@ -389,7 +402,7 @@ def _loop(
             if step >= recipe.steps:
                 break
             stop = min(stop, recipe.steps)
-            if bar and step == budget.end:
+            if bar and budget.enabled:
                 bar.update(task, total=recipe.steps)
             batch = next(parts.stream)
             local = tuple(t.to(parts.device, non_blocking=True) for t in shard(batch, parts.ctx))

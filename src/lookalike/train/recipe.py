@@ -72,12 +72,11 @@ class TrainRecipe:
         optim: optimiser settings.
         steps: optimisation steps (the most a run takes when ``max_minutes`` is set).
         max_minutes: optional wall-time budget of the training loop, in minutes: the engine times
-            the run's first steps and shortens ``steps`` to what fits (never lengthens it); the
-            learning-rate schedule follows the shortened count (see
+            the run's first steps and shortens ``steps`` to what fits (never lengthens it), then
+            re-checks every 100 steps at the pace of those steps and shortens it again when a
+            slower machine no longer fits; the learning-rate schedule follows the count (see
             :func:`lookalike.train.optim.budget_steps`). ``None``: always ``steps``. The step count
-            then depends on the machine's speed; the run's ``metrics.json`` records it. The pace is
-            estimated once, early: a machine whose speed drifts later ends the loop a little off
-            the budget (three VIPeR splits at 4.7 min: 274, 286 and 247 s against 282).
+            then depends on the machine's speed; the run's ``metrics.json`` records it.
         batch_size: samples per step over all processes (pairs for ``pairs``).
         val_every: validate (FPR95 on the data set's held-out pairs) every this many steps
             (``0``: never).
