@@ -198,7 +198,9 @@ class _Budget:
         what = "cut to" if self.fixed else "fixed at"
         self.fixed = True
         parts.steps = steps
-        log.info("max_minutes=%s: steps %s %d (of %d)", recipe.max_minutes, what, steps, recipe.steps)
+        log.info(
+            "max_minutes=%s: steps %s %d (of %d)", recipe.max_minutes, what, steps, recipe.steps
+        )
         return dataclasses.replace(recipe, steps=steps)
 
 
