@@ -53,6 +53,15 @@ def test_arcface_class_weights_are_trained_by_the_engine(tmp_path):
     assert all(p is not parts.loss.weight for p in parts.model.parameters())
 
 
+def _assert_same_run(rest, whole) -> None:
+    """A resumed run equals the uninterrupted one: same losses, bit-identical weights."""
+    assert rest.history["loss"] == whole.history["loss"]
+    ours, _ = read_weights(rest.weights)
+    ref, _ = read_weights(whole.weights)
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=0, msg=key)
+
+
 def test_labelled_run_writes_everything_and_resumes_exactly(tmp_path):
     whole = train(
         _recipe("arcface_bundled_classes.yaml", tmp_path / "a", "steps=4"), progress=False
@@ -63,11 +72,7 @@ def test_labelled_run_writes_everything_and_resumes_exactly(tmp_path):
     recipe = _recipe("arcface_bundled_classes.yaml", tmp_path / "b", "steps=4")
     part = train(recipe, progress=False, stop_after=2)
     rest = train(recipe, resume=part.run_dir, progress=False)
-    assert rest.history["loss"] == whole.history["loss"]
-    ours, _ = read_weights(rest.weights)
-    ref, _ = read_weights(whole.weights)
-    for key in ref:
-        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=0, msg=key)
+    _assert_same_run(rest, whole)
     # the class weights were restored too (the loss after the resume depends on them)
     ckpt, _ = read_weights(rest.run_dir / "checkpoint.safetensors")
     assert "module/loss/weight" in ckpt
@@ -97,11 +102,7 @@ def test_pk_run_with_a_cross_batch_memory_resumes_exactly(tmp_path):
     ckpt, _ = read_weights(part.run_dir / "checkpoint.safetensors")
     assert int(ckpt["module/loss/bank.count"]) == 16 and int(ckpt["module/loss/calls"]) == 2
     rest = train(recipe, resume=part.run_dir, progress=False)
-    assert rest.history["loss"] == whole.history["loss"]
-    ours, _ = read_weights(rest.weights)
-    ref, _ = read_weights(whole.weights)
-    for key in ref:
-        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=0, msg=key)
+    _assert_same_run(rest, whole)
 
 
 def test_pk_batches_hold_p_ids_times_k(tmp_path):
