@@ -171,6 +171,29 @@ def test_random_erasing_leaves_crops_no_rectangle_fits():
     assert random_erasing(torch.rand(0, 3, 8, 8), p=1.0).shape == (0, 3, 8, 8)
 
 
+def test_augmented_set_fetches_a_batch_with_one_augmentation_call(tmp_path, monkeypatch):
+    from lookalike.data.reid import augment
+    from lookalike.train.tasks.labelled import LabelledStream
+
+    write_viper(tmp_path / "viper", n_ids=8)
+    kw = {"dataset": "viper", "root": tmp_path, "split": 2, "size": (64, 32), "cache": True}
+    plain = lookalike.create("dataset", "reid_augmented", flip=0.0, pad=0, erase=0.0, **kw)
+    items = plain.__getitems__([3, 1, 3])
+    assert [label for _, label in items] == [int(plain.labels[i]) for i in (3, 1, 3)]
+    for (crop, _), i in zip(items, (3, 1, 3), strict=True):
+        assert crop.equal(plain._cache[i])  # no augmentation: the cached crops themselves
+    data = lookalike.create("dataset", "reid_augmented", **kw)
+    calls = []
+    real = augment.augment_crops
+    monkeypatch.setattr(
+        augment, "augment_crops", lambda x, **a: calls.append(len(x)) or real(x, **a)
+    )
+    stream = LabelledStream(data, iter([[0, 1, 2, 3], [4, 5]]))
+    inputs, labels = next(stream)
+    assert calls == [4] and tuple(inputs.shape) == (4, 3, 64, 32)
+    assert labels.tolist() == [int(data.labels[i]) for i in range(4)]
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"flip": 1.5}, {"pad": -1}, {"erase": -0.1}, {"flip": True}, {"pad": 2.5}]
 )

@@ -263,6 +263,39 @@ def test_cpu_training_flushes_subnormal_state_every_few_steps(tmp_path, monkeypa
     assert len(calls) == 2 and all(n > 0 for n in calls)  # after steps 2 and 4, with Adam state
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimizer_step_is_fused_on_cpu_and_matches_the_per_tensor_step(name):
+    from lookalike.train.optim import make_optimizer
+
+    recipe = load_config(TrainRecipe, ROOT / "configs" / "hardnet_bundled.yaml",
+                         [f"optim.name={name}", "optim.lr=0.01", "optim.weight_decay=0.001"])  # fmt: skip
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(7, 5)), torch.nn.Parameter(torch.randn(3))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = make_optimizer(recipe, ours)
+    assert opt.defaults["fused"] is True
+    kw = {"lr": 0.01, "weight_decay": 0.001, "foreach": False}
+    if name == "sgd":
+        oracle = torch.optim.SGD(ref, momentum=recipe.optim.momentum, dampening=0.0, **kw)
+    else:
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        oracle = cls(ref, betas=(recipe.optim.momentum, 0.999), **kw)
+    for _ in range(6):
+        grads = [torch.randn_like(p) for p in ours]
+        for p, q, g in zip(ours, ref, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        oracle.step()
+    for p, q in zip(ours, ref, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    again = make_optimizer(recipe, ref)  # a per-tensor optimiser's state loads into a fused one
+    again.load_state_dict(oracle.state_dict())
+    assert again.state_dict()["state"].keys() == oracle.state_dict()["state"].keys()
+    no_fuse = make_optimizer(recipe, [torch.nn.Parameter(torch.randn(2, dtype=torch.float64)),
+                                      torch.nn.Parameter(torch.randn(2).to("meta"))])  # fmt: skip
+    assert not no_fuse.defaults.get("fused")  # two devices: the plain step
+
+
 def test_budget_steps_hand_cases():
     from lookalike.core.errors import ValueRangeError
     from lookalike.train.optim import budget_steps
@@ -336,12 +369,52 @@ def test_max_minutes_re_checks_the_count_and_cuts_it_when_the_pace_drops(tmp_pat
     config = ROOT / "configs" / "hardnet_bundled.yaml"
     overrides = [*TINY, "steps=10", "val_every=0", "max_minutes=4.5", f"out_dir={tmp_path}"]
     result = train(load_config(TrainRecipe, config, overrides), progress=False)
-    assert [(c["planned"], c["done"]) for c in calls] == [(10, 3), (9, 5), (9, 7)]
+    assert [(c["planned"], c["done"]) for c in calls] == [(10, 3), (10, 5), (10, 7)]
     assert all(c["step_seconds"] > 0 and c["elapsed_seconds"] > 0 for c in calls)
     assert calls[2]["elapsed_seconds"] > calls[1]["elapsed_seconds"] > calls[0]["elapsed_seconds"]
     assert totals == [10, 10, 10, 9, 9, 9, 9]  # the schedule follows each count
     assert len(result.history["loss"]) == 7 and result.metrics["steps"] == 7
     assert result.metrics["steps_planned"] == 10
+
+
+def test_max_minutes_re_check_raises_the_count_up_to_the_recipe_steps(tmp_path, monkeypatch):
+    """Fixed at 6 after step 3, raised to 9 before step 5 (kept before step 7): nine steps, the
+    schedule and the final save follow the raised count."""
+    calls, totals = _budget_spy(monkeypatch, fixed=[6, 9, 9], every=2)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    overrides = [*TINY, "steps=10", "val_every=0", "checkpoint_every=0", "max_minutes=4.5",
+                 f"out_dir={tmp_path}"]  # fmt: skip
+    result = train(load_config(TrainRecipe, config, overrides), progress=False)
+    assert [(c["planned"], c["done"]) for c in calls] == [(10, 3), (10, 5), (10, 7)]
+    assert totals == [10, 10, 10, 6, 6, 9, 9, 9, 9]
+    assert len(result.history["loss"]) == 9 and result.metrics["steps"] == 9
+    assert result.weights is not None and result.weights.exists()
+
+
+def test_budget_re_check_takes_the_slower_of_the_recent_and_the_mean_pace(monkeypatch):
+    """Hand-set clock: 1 s per step over the timed steps, then 3 s per step (at step 4: recent
+    pace 3 s, mean 2 s), then 0.5 s per step (at step 6: recent 0.5 s, mean 1.5 s)."""
+    from types import SimpleNamespace
+
+    from lookalike.train import engine
+
+    monkeypatch.setattr(engine, "_BUDGET_SKIP", 0)
+    monkeypatch.setattr(engine, "_BUDGET_TIMED", 2)
+    monkeypatch.setattr(engine, "_BUDGET_EVERY", 2)
+    clock = {"t": 0.0}
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: clock["t"])
+    recipe = load_config(TrainRecipe, ROOT / "configs" / "hardnet_bundled.yaml",
+                         ["steps=100", "max_minutes=0.5"])  # fmt: skip
+    parts = SimpleNamespace(start=0, steps=None, ctx=SimpleNamespace(enabled=False))
+    budget = engine._Budget(recipe, parts)
+    counts = []
+    for step, t in enumerate([0, 1, 2, 5, 8, 8.5, 9]):
+        clock["t"] = t
+        recipe = budget.check(recipe, parts, step, 0.0)
+        counts.append(recipe.steps)
+    # step 2: 2 + floor(28 / 1) = 30; step 4: 4 + floor(22 / 3) = 11 (the recent pace);
+    # step 6: 6 + floor(21 / (9 / 6)) = 20 (the mean pace 1.5 s, not the recent 0.5 s)
+    assert counts == [100, 100, 30, 30, 11, 11, 20]
 
 
 def test_max_minutes_over_the_budget_stops_after_the_timed_steps(tmp_path, monkeypatch):

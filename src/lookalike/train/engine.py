@@ -81,7 +81,7 @@ _RANK_SEED_STRIDE = 1_000_003
 _FLUSH_EVERY = 25
 #: With ``max_minutes``: steps skipped (first-call overheads), then steps timed, before the step
 #: count is fixed (within the warm-up of the re-ID recipes, so the schedule's shape is unchanged);
-#: then every ``_BUDGET_EVERY`` steps the count is re-checked at the pace of those steps.
+#: then every ``_BUDGET_EVERY`` steps the count is re-checked (see :class:`_Budget`).
 _BUDGET_SKIP, _BUDGET_TIMED, _BUDGET_EVERY = 3, 20, 100
 
 
@@ -156,18 +156,19 @@ class _Budget:
     """The step count of a run with ``max_minutes``, the same on every rank.
 
     Steps ``start + 3 .. start + 22`` are timed, then :func:`~lookalike.train.optim.budget_steps`
-    fixes ``steps``. Every 100 steps after that the count is re-checked at the pace of those 100
-    steps and cut when the rest no longer fits (a machine that slows down later; the count never
-    grows again). A resumed run keeps its checkpoint's count and is not re-checked (the time spent
-    before the interruption is not known).
+    fixes ``steps``. Every 100 steps after that the count is re-checked at the slower of two
+    paces, that of the last 100 steps and the mean since the timing began, up to the recipe's
+    ``steps``: cut when the rest no longer fits (a machine that slows down), raised when both paces
+    leave room (one whose first steps ran slow). A resumed run keeps its checkpoint's count and
+    is not re-checked (the time spent before the interruption is not known).
     """
 
     def __init__(self, recipe: TrainRecipe, parts: _Parts) -> None:
         self.enabled = recipe.max_minutes is not None and parts.steps is None
-        self.fixed = False
+        self.fixed, self.planned = False, recipe.steps
         self.begin = parts.start + _BUDGET_SKIP
         self.end = self.begin + _BUDGET_TIMED
-        self.mark_time, self.mark_step = 0.0, self.begin
+        self.begin_time, self.mark_time, self.mark_step = 0.0, 0.0, self.begin
 
     def check(self, recipe: TrainRecipe, parts: _Parts, step: int, t_start: float) -> TrainRecipe:
         """Called before ``step``; returns ``recipe``, with ``steps`` fixed or cut when due."""
@@ -175,15 +176,17 @@ class _Budget:
             return recipe
         now = time.perf_counter()
         if step == self.begin:
-            self.mark_time = now
+            self.begin_time = self.mark_time = now
         due = self.end if not self.fixed else self.mark_step + _BUDGET_EVERY
         if step < due or step >= recipe.steps:
             return recipe
+        recent = (now - self.mark_time) / (step - self.mark_step)
+        mean = (now - self.begin_time) / (step - self.begin)
         steps = budget_steps(
-            planned=recipe.steps,
+            planned=self.planned,
             done=step,
             elapsed_seconds=now - t_start,
-            step_seconds=max(now - self.mark_time, 1e-9) / (step - self.mark_step),
+            step_seconds=max(recent, mean, 1e-9),
             budget_seconds=60.0 * recipe.max_minutes,
         )
         if parts.ctx.enabled:  # rank 0's count for every rank
@@ -195,7 +198,7 @@ class _Budget:
         self.mark_time, self.mark_step = now, step
         if self.fixed and steps == recipe.steps:
             return recipe
-        what = "cut to" if self.fixed else "fixed at"
+        what = "fixed at" if not self.fixed else "cut to" if steps < recipe.steps else "raised to"
         self.fixed = True
         parts.steps = steps
         log.info(
@@ -403,7 +406,7 @@ def _loop(
             recipe = budget.check(recipe, parts, step, t_start)
             if step >= recipe.steps:
                 break
-            stop = min(stop, recipe.steps)
+            end = min(stop, recipe.steps)  # the count may still change: ``stop`` stays
             if bar and budget.enabled:
                 bar.update(task, total=recipe.steps)
             batch = next(parts.stream)
@@ -431,7 +434,7 @@ def _loop(
                 log.info("step %d: loss %.4f, val %s %.4f", step + 1, value, name, score)
             every = recipe.checkpoint_every
             due = every and ((step + 1) % every == 0 or last)
-            if run is not None and (due or step + 1 == stop):
+            if run is not None and (due or step + 1 == end):
                 _save(parts, run, step + 1, meta)
     return time.perf_counter() - t_start, seen, recipe
 

@@ -36,15 +36,40 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _fusable(params: list[nn.Parameter]) -> bool:
+    """Whether torch's fused (one-kernel) optimiser step applies: floating parameters, all on one
+    CPU or CUDA device."""
+    devices = {p.device for p in params}
+    return (
+        len(devices) == 1
+        and next(iter(devices)).type in {"cpu", "cuda"}
+        and all(p.is_floating_point() for p in params)
+    )
+
+
 def make_optimizer(recipe: TrainRecipe, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The recipe's optimiser over ``params`` (SGD without dampening, Adam or AdamW)."""
+    """The recipe's optimiser over ``params`` (SGD without dampening, Adam or AdamW).
+
+    The step is torch's fused implementation wherever it applies (:func:`_fusable`): the same
+    update to float rounding, in one kernel instead of a dozen element-wise ops per parameter
+    (on the VIPeR recipe's 50 parameters, Adam's step took 2.4 ms fused, 8 ms per tensor and 6 ms
+    with ``foreach``, 2 CPU threads). Its state dict has the same keys, so checkpoints load either way.
+    """
     opt = recipe.optim
+    fused = {"fused": True} if params and _fusable(params) else {}
     if opt.name == "sgd":
         return torch.optim.SGD(
-            params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, dampening=0.0
+            params,
+            lr=opt.lr,
+            momentum=opt.momentum,
+            weight_decay=opt.weight_decay,
+            dampening=0.0,
+            **fused,
         )
     cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=opt.lr, betas=(opt.momentum, 0.999), weight_decay=opt.weight_decay)
+    return cls(
+        params, lr=opt.lr, betas=(opt.momentum, 0.999), weight_decay=opt.weight_decay, **fused
+    )
 
 
 def lr_factor(recipe: TrainRecipe, step: int) -> float:

@@ -72,10 +72,11 @@ class TrainRecipe:
         optim: optimiser settings.
         steps: optimisation steps (the most a run takes when ``max_minutes`` is set).
         max_minutes: optional wall-time budget of the training loop, in minutes: the engine times
-            the run's first steps and shortens ``steps`` to what fits (never lengthens it), then
-            re-checks every 100 steps at the pace of those steps and shortens it again when a
-            slower machine no longer fits; the learning-rate schedule follows the count (see
-            :func:`lookalike.train.optim.budget_steps`). ``None``: always ``steps``. The step count
+            the run's first steps and shortens ``steps`` to what fits (never beyond ``steps``),
+            then re-checks every 100 steps at the slower of the last 100 steps' pace and the mean
+            pace so far, cutting the count when the machine slowed and raising it (up to
+            ``steps``) when both paces leave room; the learning-rate schedule follows the count
+            (see :func:`lookalike.train.optim.budget_steps`). ``None``: always ``steps``. The step count
             then depends on the machine's speed; the run's ``metrics.json`` records it.
         batch_size: samples per step over all processes (pairs for ``pairs``).
         val_every: validate (FPR95 on the data set's held-out pairs) every this many steps

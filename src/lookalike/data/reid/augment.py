@@ -38,6 +38,12 @@ def _probability(value: Any, name: str) -> float:
     return float(value)
 
 
+def _uniform_int(high: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One integer uniform in ``[0, high]`` per entry of the integer tensor ``high`` (>= 0)."""
+    draw = torch.rand(high.shape, generator=generator) * (high + 1).to(torch.float32)
+    return torch.minimum(draw.floor().to(torch.int64), high)
+
+
 def random_erasing(
     crops: torch.Tensor,
     *,
@@ -50,7 +56,8 @@ def random_erasing(
 
     The rectangle covers a fraction of the crop drawn uniformly in ``area``, with an aspect ratio
     ``h / w`` log-uniform in ``[min_aspect, 1 / min_aspect]``; it is filled with :data:`ERASE_FILL`.
-    Draws that do not fit the crop are retried up to 100 times, then the crop is left as is.
+    Up to 100 draws are made per crop and the first that fits the crop is used; when none fits
+    the crop is left as is. The whole batch is drawn at once (no loop over crops).
 
     Example:
         >>> import torch
@@ -60,24 +67,29 @@ def random_erasing(
     """
     dims = check_shape(crops, ["B", "3", "H", "W"], "crops")
     p = _probability(p, "p")
-    height, width = dims["H"], dims["W"]
-    out = crops.clone()
-    fill = torch.tensor(ERASE_FILL, dtype=crops.dtype, device=crops.device).view(3, 1, 1)
-    log_lo, log_hi = torch.log(torch.tensor(min_aspect)), -torch.log(torch.tensor(min_aspect))
-    for b in range(dims["B"]):
-        if float(torch.rand((), generator=generator)) >= p:
-            continue
-        for _ in range(100):
-            target = float(torch.empty(()).uniform_(*area, generator=generator)) * height * width
-            aspect = float(torch.exp(torch.empty(()).uniform_(log_lo, log_hi, generator=generator)))
-            h = round((target * aspect) ** 0.5)
-            w = round((target / aspect) ** 0.5)
-            if 0 < h < height and 0 < w < width:
-                top = int(torch.randint(0, height - h + 1, (), generator=generator))
-                left = int(torch.randint(0, width - w + 1, (), generator=generator))
-                out[b, :, top : top + h, left : left + w] = fill
-                break
-    return out
+    count, height, width = dims["B"], dims["H"], dims["W"]
+    chosen = torch.rand(count, generator=generator) < p
+    target = torch.empty(count, 100).uniform_(*area, generator=generator) * (height * width)
+    log_aspect = -torch.log(torch.tensor(float(min_aspect)))
+    aspect = torch.exp(
+        torch.empty(count, 100).uniform_(-log_aspect, log_aspect, generator=generator)
+    )
+    h = torch.round(torch.sqrt(target * aspect)).to(torch.int64)
+    w = torch.round(torch.sqrt(target / aspect)).to(torch.int64)
+    fits = (h > 0) & (h < height) & (w > 0) & (w < width)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first draw that fits
+    h, w = h.gather(1, first)[:, 0], w.gather(1, first)[:, 0]
+    chosen &= fits.any(dim=1)
+    h, w = torch.where(chosen, h, 0), torch.where(chosen, w, 0)
+    top = _uniform_int(height - h, generator)
+    left = _uniform_int(width - w, generator)
+    rows = torch.arange(height)[None, :] - top[:, None]
+    cols = torch.arange(width)[None, :] - left[:, None]
+    inside = ((rows >= 0) & (rows < h[:, None]))[:, :, None] & ((cols >= 0) & (cols < w[:, None]))[
+        :, None, :
+    ]
+    fill = torch.tensor(ERASE_FILL, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
+    return torch.where(inside[:, None].to(crops.device), fill, crops)
 
 
 def augment_crops(
@@ -89,6 +101,9 @@ def augment_crops(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Flip, pad-and-crop and randomly erase a ``(B, 3, H, W)`` batch of crops in [0, 1].
+
+    Every random choice is drawn for the whole batch at once; augmenting a batch costs about
+    what augmenting one crop does (:meth:`AugmentedReidSet.__getitems__` uses that).
 
     Args:
         crops: the batch (not modified).
@@ -107,14 +122,17 @@ def augment_crops(
     flip = _probability(flip, "flip")
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
         raise OptionError(f"pad: expected an integer >= 0, got {pad!r}")
-    out = crops.clone()
-    flips = torch.rand(dims["B"], generator=generator) < flip
-    out[flips] = out[flips].flip(-1)
+    count, height, width = dims["B"], dims["H"], dims["W"]
+    flips = (torch.rand(count, generator=generator) < flip).to(crops.device)
+    out = torch.where(flips[:, None, None, None], crops.flip(-1), crops)
     if pad:
         padded = torch.nn.functional.pad(out, (pad, pad, pad, pad))
-        shifts = torch.randint(0, 2 * pad + 1, (dims["B"], 2), generator=generator)
-        for b, (dy, dx) in enumerate(shifts.tolist()):
-            out[b] = padded[b, :, dy : dy + dims["H"], dx : dx + dims["W"]]
+        shifts = torch.randint(0, 2 * pad + 1, (count, 2), generator=generator).to(crops.device)
+        rows = shifts[:, :1] + torch.arange(height, device=crops.device)  # (B, H)
+        cols = shifts[:, 1:] + torch.arange(width, device=crops.device)  # (B, W)
+        flat = rows[:, :, None] * (width + 2 * pad) + cols[:, None, :]  # into the padded rows
+        flat = flat.reshape(count, 1, height * width).expand(count, 3, height * width)
+        out = padded.reshape(count, 3, -1).gather(2, flat).view(count, 3, height, width)
     return random_erasing(out, p=erase, generator=generator) if erase else out
 
 
@@ -169,14 +187,20 @@ class AugmentedReidSet(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        """The items at ``indices``, augmented as one batch (torch's batched-fetch convention,
+        which :class:`torch.utils.data.DataLoader` and the ``labelled``/``pk`` tasks use)."""
         if self._cache is not None:
-            crop, label = self._cache[index], int(self.labels[index])
+            crops = self._cache[torch.as_tensor(list(indices), dtype=torch.int64)]
+            labels = [int(self.labels[i]) for i in indices]
         else:
-            crop, label = self.data[index]
-        out = augment_crops(
-            torch.as_tensor(crop)[None], flip=self.flip, pad=self.pad, erase=self.erase
-        )
-        return out[0], int(label)
+            items = [self.data[i] for i in indices]
+            crops = torch.stack([torch.as_tensor(crop) for crop, _ in items])
+            labels = [int(label) for _, label in items]
+        out = augment_crops(crops, flip=self.flip, pad=self.pad, erase=self.erase)
+        return list(zip(out.unbind(0), labels, strict=True))
 
 
 @register("dataset", "reid_augmented")

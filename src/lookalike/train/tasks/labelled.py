@@ -28,7 +28,9 @@ class LabelledStream(Stream):
         self.data, self.sampler = data, sampler
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        items = [self.data[i] for i in next(self.sampler)]
+        indices = next(self.sampler)
+        fetch = getattr(self.data, "__getitems__", None)  # batched fetch (torch's convention)
+        items = fetch(indices) if fetch is not None else [self.data[i] for i in indices]
         inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
         return inputs, torch.tensor([int(y) for _, y in items], dtype=torch.int64)
 
