@@ -171,7 +171,8 @@ class _Budget:
         self.begin_time, self.mark_time, self.mark_step = 0.0, 0.0, self.begin
 
     def check(self, recipe: TrainRecipe, parts: _Parts, step: int, t_start: float) -> TrainRecipe:
-        """Called before ``step``; returns ``recipe``, with ``steps`` fixed or cut when due."""
+        """Called before ``step``; returns ``recipe``, its ``steps`` fixed, cut or raised when
+        due."""
         if not self.enabled:
             return recipe
         now = time.perf_counter()
