@@ -83,7 +83,14 @@ def main() -> None:
     parts = _build(recipe, torch.device("cpu"), DistContext())
     params = [p for group in parts.optimizer.param_groups for p in group["params"]]
     fused = parts.optimizer
-    per_tensor = torch.optim.Adam(params, lr=recipe.optim.lr, weight_decay=5e-4, foreach=False)
+    opt = recipe.optim
+    per_tensor = torch.optim.Adam(
+        params,
+        lr=opt.lr,
+        betas=(opt.momentum, 0.999),
+        weight_decay=opt.weight_decay,
+        foreach=False,
+    )
     sampler, data = parts.stream.sampler, parts.data
 
     def fetch_batched():

@@ -83,11 +83,11 @@ def random_erasing(
     h, w = torch.where(chosen, h, 0), torch.where(chosen, w, 0)
     top = _uniform_int(height - h, generator)
     left = _uniform_int(width - w, generator)
-    rows = torch.arange(height)[None, :] - top[:, None]
-    cols = torch.arange(width)[None, :] - left[:, None]
-    inside = ((rows >= 0) & (rows < h[:, None]))[:, :, None] & ((cols >= 0) & (cols < w[:, None]))[
-        :, None, :
-    ]
+    rows = torch.arange(height)[None, :] - top[:, None]  # (B, H), 0 at the rectangle's top
+    cols = torch.arange(width)[None, :] - left[:, None]  # (B, W), 0 at its left side
+    in_rows = (rows >= 0) & (rows < h[:, None])
+    in_cols = (cols >= 0) & (cols < w[:, None])
+    inside = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
     fill = torch.tensor(ERASE_FILL, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
     return torch.where(inside[:, None].to(crops.device), fill, crops)
 
