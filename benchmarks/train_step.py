@@ -1,18 +1,25 @@
-"""What one training step of the VIPeR recipe costs, with the engine's batched augmentation and
-fused optimiser step, against per-crop augmentation and the per-tensor Adam step.
+"""What one training step of the VIPeR recipe costs: with its frozen-prefix cache or without, with
+the engine's batched augmentation and fused optimiser step, against per-crop augmentation and the
+per-tensor Adam step.
 
 The recipe is ``configs/reid_viper.yaml`` (relation network on three stages of a ResNet-18, 128 x 48
-crops, P x K = 8 x 4, bf16 autocast, batch-hard triplet with its cross-batch memory + label-smoothed
+crops, P x K = 8 x 4, ``bf16: auto`` as resolved on this machine, batch-hard triplet with its cross-batch memory + label-smoothed
 CE, Adam), built by the training engine itself; only the data are random crops (632 crops of 316
 ids, like one VIPeR split's training half), so nothing is read and nothing is downloaded. The
 backbone starts from random weights (``backbone_weights`` unset: the timing does not depend on them).
 
 Rounds alternate, in one process:
 
-(a) ``engine``: a step as the engine takes it: the batch is fetched with the set's
-    ``__getitems__`` (one augmentation call for the batch) and Adam's step is torch's fused one;
+(a) ``engine``: a step as the engine takes it without ``cache_frozen``: the batch is fetched
+    with the set's ``__getitems__`` (one augmentation call for the batch) and Adam's step is
+    torch's fused one;
 (b) ``per-tensor adam``: the same step with Adam's per-tensor step (``foreach=False``, what the
     engine used before);
+(c) ``cached prefix``: the engine's step with ``cache_frozen: true`` (the frozen stem and first
+    stage run once over the crops before the rounds; each step reads their cached maps, flipped,
+    shifted and erased in feature space, and runs the rest of the network);
+(d) ``other precision``: (a) in the precision ``bf16: auto`` did not choose on this machine
+    (float32 where it chose bfloat16 and the reverse: the ratio says whether the choice was right);
 
 plus the parts on their own: fetching a batch at once or crop by crop (one ``augment_crops`` call
 per crop, what a data set without ``__getitems__`` costs; the loop-based augmentation the engine
@@ -27,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from pathlib import Path
 
@@ -80,7 +88,13 @@ def main() -> None:
             "loss.kwargs.memory_start=0",
         ],
     )
-    parts = _build(recipe, torch.device("cpu"), DistContext())
+    plain = dataclasses.replace(recipe, cache_frozen=False)  # rounds (a), (b) and the parts
+    parts = _build(plain, torch.device("cpu"), DistContext())
+    cached = _build(
+        dataclasses.replace(recipe, cache_frozen=True), torch.device("cpu"), DistContext()
+    )
+    other = not parts.step.bf16  # the precision ``bf16: auto`` did not choose here
+    flipped = _build(dataclasses.replace(plain, bf16=other), torch.device("cpu"), DistContext())
     params = [p for group in parts.optimizer.param_groups for p in group["params"]]
     fused = parts.optimizer
     opt = recipe.optim
@@ -100,9 +114,9 @@ def main() -> None:
         items = [data[i] for i in next(sampler)]
         return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
-    def step(fetch, optimizer):
+    def step(fetch, optimizer, run=parts):
         batch = fetch()
-        loss = parts.step(*batch)
+        loss = run.step(*batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -111,6 +125,13 @@ def main() -> None:
         p.grad = torch.zeros_like(p)
     fns = {
         "engine": lambda: [step(fetch_batched, fused) for _ in range(args.steps)],
+        "cached prefix": lambda: [
+            step(lambda: next(cached.stream), cached.optimizer, cached) for _ in range(args.steps)
+        ],
+        "other precision": lambda: [
+            step(lambda: next(flipped.stream), flipped.optimizer, flipped)
+            for _ in range(args.steps)
+        ],
         "per-tensor adam": lambda: [step(fetch_batched, per_tensor) for _ in range(args.steps)],
         "fetch batched": lambda: [fetch_batched() for _ in range(args.steps)],
         "fetch per crop": lambda: [fetch_per_crop() for _ in range(args.steps)],
@@ -123,7 +144,11 @@ def main() -> None:
           f"median ms per step (2 threads):")  # fmt: skip
     for name, value in ms.items():
         print(f"  {name:16s} {value:8.2f} ms")
+    print(f"bf16 autocast: {parts.step.bf16} (recipe: {recipe.bf16}); 'other precision' runs "
+          f"bf16={other}: other / chosen = {ms['other precision'] / ms['engine']:.2f}x")  # fmt: skip
     print(f"step:      per-tensor adam / engine = {ms['per-tensor adam'] / ms['engine']:.3f}x")
+    print(f"cache:     engine / cached prefix = {ms['engine'] / ms['cached prefix']:.2f}x "
+          f"(the cache took {cached.cache_seconds:.1f} s once)")  # fmt: skip
     print(f"fetch:     per crop / batched = {ms['fetch per crop'] / ms['fetch batched']:.2f}x")
     print(f"optimiser: per tensor / fused = {ms['adam per tensor'] / ms['adam fused']:.2f}x")
 

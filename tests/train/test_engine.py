@@ -17,7 +17,7 @@ from lookalike.core.config import ConfigError, load_config
 from lookalike.core.weights import read_metadata, read_weights
 from lookalike.train.checkpoint import CheckpointNotFoundError
 from lookalike.train.engine import train, train_patches
-from lookalike.train.optim import lr_factor, seed_everything
+from lookalike.train.optim import lr_factor, resolve_bf16, seed_everything
 from lookalike.train.recipe import PatchTrainRecipe, TrainRecipe
 
 ROOT = Path(__file__).parents[2]
@@ -405,7 +405,9 @@ def test_budget_re_check_takes_the_slower_of_the_recent_and_the_mean_pace(monkey
     monkeypatch.setattr(engine.time, "perf_counter", lambda: clock["t"])
     recipe = load_config(TrainRecipe, ROOT / "configs" / "hardnet_bundled.yaml",
                          ["steps=100", "max_minutes=0.5"])  # fmt: skip
-    parts = SimpleNamespace(start=0, steps=None, ctx=SimpleNamespace(enabled=False))
+    parts = SimpleNamespace(
+        start=0, steps=None, cache_seconds=0.0, ctx=SimpleNamespace(enabled=False)
+    )
     budget = engine._Budget(recipe, parts)
     counts = []
     for step, t in enumerate([0, 1, 2, 5, 8, 8.5, 9]):
@@ -444,3 +446,20 @@ def test_resume_keeps_the_step_count_a_time_budget_fixed(tmp_path, monkeypatch):
     rest = train(recipe, resume=first.run_dir, progress=False)
     assert len(calls) == 2  # not timed again: the checkpoint holds the fixed count
     assert rest.metrics["steps"] == 5 and rest.history["loss"] == whole.history["loss"]
+
+
+def test_bf16_auto_trains_in_bfloat16_only_where_that_is_faster(monkeypatch):
+    from lookalike.core.errors import OptionError
+
+    cpu = torch.device("cpu")
+    for amx in (True, False):  # AMX tiles: bfloat16; AVX512-BF16 alone trains slower in it
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        assert resolve_bf16("auto", cpu) is amx
+    assert resolve_bf16(True, cpu) is True and resolve_bf16(False, cpu) is False
+    with pytest.raises(OptionError, match="bf16: expected true, false or 'auto', got 'yes'"):
+        resolve_bf16("yes", cpu)
+    config = ROOT / "configs" / "hardnet_bundled.yaml"
+    assert load_config(TrainRecipe, config, ["bf16=auto"]).bf16 == "auto"
+    assert load_config(TrainRecipe, config, ["bf16=true"]).bf16 is True
+    with pytest.raises(ConfigError, match="bf16"):
+        load_config(TrainRecipe, config, ["bf16=maybe"])

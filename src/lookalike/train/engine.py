@@ -54,10 +54,12 @@ from lookalike.train.distributed import (
     init_distributed,
     shard,
 )
+from lookalike.train.frozen_cache import AfterPrefix, build_feature_cache
 from lookalike.train.optim import (
     budget_steps,
     lr_factor,
     make_optimizer,
+    resolve_bf16,
     resolve_device,
     seed_everything,
 )
@@ -119,7 +121,7 @@ class _StepModule(nn.Module):
         super().__init__()
         self.model, self.loss, self.regularizer = model, loss, regularizer
         self.task, self.weight, self.ctx = task, recipe.regularizer_weight, ctx
-        self.bf16, self.device_type = recipe.bf16, device.type
+        self.bf16, self.device_type = resolve_bf16(recipe.bf16, device), device.type
 
     def forward(self, *batch: torch.Tensor) -> torch.Tensor:
         autocast = (
@@ -150,6 +152,7 @@ class _Parts:
     )
     start: int = 0
     steps: int | None = None  # the step count fixed by a time budget (saved with checkpoints)
+    cache_seconds: float = 0.0  # building the frozen-prefix cache (cache_frozen)
 
 
 class _Budget:
@@ -160,7 +163,8 @@ class _Budget:
     paces, that of the last 100 steps and the mean since the timing began, up to the recipe's
     ``steps``: cut when the rest no longer fits (a machine that slows down), raised when both paces
     leave room (one whose first steps ran slow). A resumed run keeps its checkpoint's count and
-    is not re-checked (the time spent before the interruption is not known).
+    is not re-checked (the time spent before the interruption is not known). The time spent
+    building a frozen-prefix cache (``cache_frozen``) counts as spent from the budget.
     """
 
     def __init__(self, recipe: TrainRecipe, parts: _Parts) -> None:
@@ -186,7 +190,7 @@ class _Budget:
         steps = budget_steps(
             planned=self.planned,
             done=step,
-            elapsed_seconds=now - t_start,
+            elapsed_seconds=now - t_start + parts.cache_seconds,
             step_seconds=max(recent, mean, 1e-9),
             budget_seconds=60.0 * recipe.max_minutes,
         )
@@ -240,16 +244,29 @@ def _build(recipe: TrainRecipe, device: torch.device, ctx: DistContext) -> _Part
     model = build_component(recipe.model, "descriptor").to(device).train()
     freeze_modules(model, recipe.freeze)
     data = build_component(recipe.data, "dataset", **task.data_kwargs(recipe))
+    start, cache_seconds = 0, 0.0
+    if recipe.cache_frozen:
+        if recipe.pca.dim:
+            raise OptionError(
+                "cache_frozen: expected no PCA head (it is fitted on crops), got pca.dim"
+            )
+        began = time.perf_counter()
+        data, start = build_feature_cache(model, data, device=device)
+        cache_seconds = time.perf_counter() - began
+        log.info("cache_frozen: %d blocks cached in %.1f s", start, cache_seconds)
     extras = task.loss_kwargs(data, model)
     loss = build_loss(recipe.loss, extras).to(device)
     reg = build_loss(recipe.regularizer, extras).to(device) if recipe.regularizer else None
     if ctx.enabled:
         model = convert_batchnorm(model, device)
-    step = _StepModule(model, loss, reg, task, recipe, ctx, device)
+    runner = AfterPrefix(model, start) if recipe.cache_frozen else model
+    step = _StepModule(runner, loss, reg, task, recipe, ctx, device)
     params = [p for p in step.parameters() if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
     stream = task.stream(data, recipe)
-    return _Parts(model, task, data, stream, loss, reg, step, optimizer, device, ctx)
+    parts = _Parts(model, task, data, stream, loss, reg, step, optimizer, device, ctx)
+    parts.cache_seconds = cache_seconds
+    return parts
 
 
 def _restore(parts: _Parts, path: Path) -> None:
@@ -377,6 +394,9 @@ def _train(
     if not ctx.is_main:
         return TrainResult(None, None, {}, parts.history)
     metrics = _metrics(parts.history, seconds, seen, stop, validation_metric(val))
+    metrics["bf16"] = parts.step.bf16
+    if recipe.cache_frozen:
+        metrics["cache_seconds"] = round(parts.cache_seconds, 1)
     if recipe.max_minutes is not None:
         metrics["steps_planned"] = planned
     if stop < recipe.steps:

@@ -85,12 +85,20 @@ class TrainRecipe:
         checkpoint_every: write ``checkpoint.safetensors`` every this many steps.
         seed: global seed (data stream, initialisation).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        bf16: train under bfloat16 autocast (CPU and CUDA).
+        bf16: train under bfloat16 autocast (CPU and CUDA); ``auto``: where that is faster than
+            float32 training, a CUDA device with bfloat16 or a CPU with AMX tiles
+            (:func:`lookalike.train.optim.resolve_bf16`; a CPU with AVX512-BF16 alone trains
+            slower in bfloat16). The run's ``metrics.json`` records the choice.
         threads: torch CPU threads (``0`` keeps the default).
         pca: optional PCA compression fitted after training.
         freeze: names of the model's submodules (``named_modules`` names, e.g. ``trunk_net.0``)
             whose parameters are not trained, e.g. the early stages of a backbone started from
             other weights (``backbone_weights``); their BatchNorm statistics still follow the data.
+        cache_frozen: run the frozen leading blocks of a re-ID network once over the training
+            crops and train the rest on their cached maps, augmented in feature space
+            (:mod:`lookalike.train.frozen_cache`; a ``reid_augmented`` data set, crops at the
+            network's input size). The BatchNorm statistics of those blocks are then estimated
+            once on the training crops; ``max_minutes`` counts the time the cache takes.
         out_dir: parent folder of run directories.
     """
 
@@ -110,10 +118,11 @@ class TrainRecipe:
     checkpoint_every: int = bounded(200, ge=0)
     seed: int = bounded(0, ge=0)
     device: str = "auto"
-    bf16: bool = False
+    bf16: bool | Literal["auto"] = False
     threads: int = bounded(0, ge=0)
     pca: PCAConfig = field(default_factory=PCAConfig)
     freeze: list[str] = field(default_factory=list)
+    cache_frozen: bool = False
     out_dir: Path = Path("runs")
 
 

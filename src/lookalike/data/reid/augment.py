@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 from lookalike._registry import create, register
 from lookalike.core.check import check_shape
-from lookalike.core.errors import OptionError
+from lookalike.core.errors import OptionError, ShapeError
 
-__all__ = ["ERASE_FILL", "AugmentedReidSet", "augment_crops", "random_erasing"]
+__all__ = ["ERASE_FILL", "AugmentedReidSet", "augment_crops", "random_erasing", "random_windows"]
 
 #: Fill colour of erased rectangles (the ImageNet mean, RGB in [0, 1]).
 ERASE_FILL = (0.485, 0.456, 0.406)
@@ -50,14 +50,16 @@ def random_erasing(
     p: float = 0.5,
     area: tuple[float, float] = (0.02, 0.4),
     min_aspect: float = 0.3,
+    fill: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Erase one random rectangle of each crop with probability ``p`` (a new tensor).
 
     The rectangle covers a fraction of the crop drawn uniformly in ``area``, with an aspect ratio
-    ``h / w`` log-uniform in ``[min_aspect, 1 / min_aspect]``; it is filled with :data:`ERASE_FILL`.
-    Up to 100 draws are made per crop and the first that fits the crop is used; when none fits
-    the crop is left as is. The whole batch is drawn at once (no loop over crops).
+    ``h / w`` log-uniform in ``[min_aspect, 1 / min_aspect]``; it is filled with :data:`ERASE_FILL`
+    (or with ``fill``: one value per channel, for crops of any channel count such as feature
+    maps). Up to 100 draws are made per crop and the first that fits the crop is used; when none
+    fits the crop is left as is. The whole batch is drawn at once (no loop over crops).
 
     Example:
         >>> import torch
@@ -65,8 +67,13 @@ def random_erasing(
         >>> bool((out < 1).any(dim=1).flatten(1).any(dim=1).all())  # every crop got a rectangle
         True
     """
-    dims = check_shape(crops, ["B", "3", "H", "W"], "crops")
+    dims = check_shape(crops, ["B", "C" if fill is not None else "3", "H", "W"], "crops")
     p = _probability(p, "p")
+    if fill is None:
+        fill = torch.tensor(ERASE_FILL)
+    elif not isinstance(fill, torch.Tensor) or fill.shape != (dims["C"],):
+        got = tuple(fill.shape) if isinstance(fill, torch.Tensor) else type(fill).__name__
+        raise ShapeError(f"fill: expected a tensor of shape ({dims['C']},), got {got}")
     count, height, width = dims["B"], dims["H"], dims["W"]
     chosen = torch.rand(count, generator=generator) < p
     target = torch.empty(count, 100).uniform_(*area, generator=generator) * (height * width)
@@ -88,8 +95,36 @@ def random_erasing(
     in_rows = (rows >= 0) & (rows < h[:, None])
     in_cols = (cols >= 0) & (cols < w[:, None])
     inside = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
-    fill = torch.tensor(ERASE_FILL, dtype=crops.dtype, device=crops.device).view(1, 3, 1, 1)
+    fill = fill.to(dtype=crops.dtype, device=crops.device).view(1, -1, 1, 1)
     return torch.where(inside[:, None].to(crops.device), fill, crops)
+
+
+def random_windows(
+    padded: torch.Tensor, size: Sequence[int], *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One ``size = (h, w)`` window of every ``(B, C, H, W)`` map, its corner uniform over the
+    ``(H - h + 1) x (W - w + 1)`` positions (one ``gather``, no loop over the batch).
+
+    Example:
+        >>> import torch
+        >>> x = torch.arange(16.0).view(1, 1, 4, 4)
+        >>> random_windows(x, (4, 4)).equal(x), tuple(random_windows(x, (2, 3)).shape)
+        (True, (1, 1, 2, 3))
+    """
+    dims = check_shape(padded, ["B", "C", "H", "W"], "padded")
+    count, channels, full_w = dims["B"], dims["C"], dims["W"]
+    height, width = (int(v) for v in size)
+    if not (0 < height <= dims["H"] and 0 < width <= full_w):
+        raise ShapeError(
+            f"size: expected a window within the {dims['H']} x {full_w} maps, got {tuple(size)}"
+        )
+    high = torch.tensor([dims["H"] - height, full_w - width])
+    shifts = _uniform_int(high.expand(count, 2), generator).to(padded.device)
+    rows = shifts[:, :1] + torch.arange(height, device=padded.device)  # (B, h)
+    cols = shifts[:, 1:] + torch.arange(width, device=padded.device)  # (B, w)
+    flat = (rows[:, :, None] * full_w + cols[:, None, :]).reshape(count, 1, height * width)
+    flat = flat.expand(count, channels, height * width)
+    return padded.reshape(count, channels, -1).gather(2, flat).view(count, channels, height, width)
 
 
 def augment_crops(
@@ -127,12 +162,7 @@ def augment_crops(
     out = torch.where(flips[:, None, None, None], crops.flip(-1), crops)
     if pad:
         padded = torch.nn.functional.pad(out, (pad, pad, pad, pad))
-        shifts = torch.randint(0, 2 * pad + 1, (count, 2), generator=generator).to(crops.device)
-        rows = shifts[:, :1] + torch.arange(height, device=crops.device)  # (B, H)
-        cols = shifts[:, 1:] + torch.arange(width, device=crops.device)  # (B, W)
-        flat = rows[:, :, None] * (width + 2 * pad) + cols[:, None, :]  # into the padded rows
-        flat = flat.reshape(count, 1, height * width).expand(count, 3, height * width)
-        out = padded.reshape(count, 3, -1).gather(2, flat).view(count, 3, height, width)
+        out = random_windows(padded, (height, width), generator=generator)
     return random_erasing(out, p=erase, generator=generator) if erase else out
 
 
@@ -185,6 +215,12 @@ class AugmentedReidSet(Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def crops(self) -> torch.Tensor:
+        """Every crop, un-augmented, as one ``(N, 3, H, W)`` batch (read now unless cached)."""
+        if self._cache is not None:
+            return self._cache
+        return torch.stack([torch.as_tensor(self.data[i][0]) for i in range(len(self.data))])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.__getitems__([index])[0]

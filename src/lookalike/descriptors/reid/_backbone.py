@@ -189,6 +189,16 @@ class ReidNetwork(ImageDescriptor):
         """Normalised ``(B, 3, *input_size)`` crops to ``(B, D)`` raw descriptors (see the subclass)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement trunk")
 
+    def blocks(self) -> list[nn.Module]:
+        """The trunk's blocks in the order they run (stem first): the units the training engine's
+        frozen-prefix cache (recipe key ``cache_frozen``) may run once, ahead of training."""
+        raise OptionError(f"{type(self).__name__} does not list its blocks")
+
+    def embed_after(self, fmap: torch.Tensor, start: int) -> torch.Tensor:
+        """``(B, D)`` raw descriptors of the output of block ``start - 1`` of :meth:`blocks`
+        (the rest of the trunk; no resizing and no flip averaging: for training)."""
+        raise OptionError(f"{type(self).__name__} does not list its blocks")
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         x = self.resize(x)
         if not self.flip_average or self.training:

@@ -201,8 +201,20 @@ class RelationNet(ReidNetwork):
         """Normalised ``(B, 3, *input_size)`` crops to ``(B, C, parts)`` max-pooled strip features."""
         return strip_max(self.trunk_net(x), self.parts)
 
+    def blocks(self) -> list[nn.Module]:
+        """The stem and the ResNet stages, in the order they run."""
+        return list(self.trunk_net)
+
+    def embed_after(self, fmap: torch.Tensor, start: int) -> torch.Tensor:
+        return self.head(self.trunk_net[start:](fmap))
+
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        parts = self.part_features(x)
+        return self.head(self.trunk_net(x))
+
+    def head(self, fmap: torch.Tensor) -> torch.Tensor:
+        """The last ``(B, C, h, w)`` feature map to ``(B, D)`` raw descriptors (parts, relations,
+        GCP, neck)."""
+        parts = strip_max(fmap, self.parts)
         q_parts = self.reduce_part(parts)  # (B, D, n)
         if self.relation:
             rest = self.reduce_rest(one_vs_rest(parts))

@@ -137,8 +137,21 @@ class RGANet(ReidNetwork):
             x = attention(stage(x))
         return x
 
+    def blocks(self) -> list[nn.Module]:
+        """The stem, then every stage with its attention, in the order they run."""
+        return [self.stem, *map(nn.Sequential, self.stages, self.attention)]
+
+    def embed_after(self, fmap: torch.Tensor, start: int) -> torch.Tensor:
+        for block in self.blocks()[start:]:
+            fmap = block(fmap)
+        return self.head(fmap)
+
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.feature_map(x).mean(dim=(2, 3))
+        return self.head(self.feature_map(x))
+
+    def head(self, fmap: torch.Tensor) -> torch.Tensor:
+        """The last attended ``(B, C, h, w)`` map to ``(B, D)`` raw descriptors (pooling, neck)."""
+        pooled = fmap.mean(dim=(2, 3))
         if self.project is not None:
             pooled = self.project(pooled)
         return self.neck(pooled)
