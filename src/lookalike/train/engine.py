@@ -268,9 +268,8 @@ def _build(recipe: TrainRecipe, device: torch.device, ctx: DistContext) -> _Part
     params = [p for p in step.parameters() if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
     stream = task.stream(data, recipe)
-    parts = _Parts(model, task, data, stream, loss, reg, step, optimizer, device, ctx)
-    parts.cache_seconds = cache_seconds
-    return parts
+    parts = (model, task, data, stream, loss, reg, step, optimizer, device, ctx)
+    return _Parts(*parts, cache_seconds=cache_seconds)
 
 
 def _restore(parts: _Parts, path: Path) -> None:

@@ -19,6 +19,7 @@ statistics), so inference is unchanged. The frozen prefix is the longest run of 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -68,7 +69,7 @@ class AfterPrefix(nn.Module):
 
 
 @torch.no_grad()
-def _adapt_batchnorm(prefix: nn.Module, batches: list[torch.Tensor]) -> None:
+def _adapt_batchnorm(prefix: nn.Module, batches: Iterable[torch.Tensor]) -> None:
     """BatchNorm statistics of ``prefix`` re-estimated on ``batches`` (train-mode passes): the
     batches' statistics averaged with weights proportional to their sizes, so the first layer's
     mean is that of every sample. Leaves ``prefix`` in eval mode."""
@@ -132,7 +133,7 @@ def build_feature_cache(
         )
     prefix = nn.Sequential(*model.blocks()[:start])
     batches = [crops[i : i + batch_size].to(device) for i in range(0, len(crops), batch_size)]
-    _adapt_batchnorm(prefix, [model.normalize_input(torch.cat([b, b.flip(-1)])) for b in batches])
+    _adapt_batchnorm(prefix, (model.normalize_input(torch.cat([b, b.flip(-1)])) for b in batches))
     plain = prefix(model.normalize_input(crops[:1].to(device)))
     cells = plain.shape[-2:]
     stride = size[0] // cells[0]

@@ -38,6 +38,14 @@ def _probability(value: Any, name: str) -> float:
     return float(value)
 
 
+def _check_fill(fill: Any, channels: int) -> torch.Tensor:
+    """``fill`` if it is a ``(channels,)`` tensor, else a ShapeError naming what it is."""
+    if not isinstance(fill, torch.Tensor) or fill.shape != (channels,):
+        got = tuple(fill.shape) if isinstance(fill, torch.Tensor) else type(fill).__name__
+        raise ShapeError(f"fill: expected a tensor of shape ({channels},), got {got}")
+    return fill
+
+
 def _uniform_int(high: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One integer uniform in ``[0, high]`` per entry of the integer tensor ``high`` (>= 0)."""
     draw = torch.rand(high.shape, generator=generator) * (high + 1).to(torch.float32)
@@ -69,11 +77,7 @@ def random_erasing(
     """
     dims = check_shape(crops, ["B", "C" if fill is not None else "3", "H", "W"], "crops")
     p = _probability(p, "p")
-    if fill is None:
-        fill = torch.tensor(ERASE_FILL)
-    elif not isinstance(fill, torch.Tensor) or fill.shape != (dims["C"],):
-        got = tuple(fill.shape) if isinstance(fill, torch.Tensor) else type(fill).__name__
-        raise ShapeError(f"fill: expected a tensor of shape ({dims['C']},), got {got}")
+    fill = torch.tensor(ERASE_FILL) if fill is None else _check_fill(fill, dims["C"])
     count, height, width = dims["B"], dims["H"], dims["W"]
     chosen = torch.rand(count, generator=generator) < p
     target = torch.empty(count, 100).uniform_(*area, generator=generator) * (height * width)

@@ -29,7 +29,12 @@ from torch.utils.data import Dataset
 
 from lookalike.core.check import check_shape
 from lookalike.core.errors import OptionError, ShapeError
-from lookalike.data.reid.augment import _probability, random_erasing, random_windows
+from lookalike.data.reid.augment import (
+    _check_fill,
+    _probability,
+    random_erasing,
+    random_windows,
+)
 
 __all__ = ["FeatureCacheSet"]
 
@@ -83,9 +88,7 @@ class FeatureCacheSet(Dataset):
             )
         if len(labels) != dims["N"]:
             raise ShapeError(f"labels: expected {dims['N']} labels, got {len(labels)}")
-        if not isinstance(fill, torch.Tensor) or fill.shape != (dims["C"],):
-            got = tuple(fill.shape) if isinstance(fill, torch.Tensor) else type(fill).__name__
-            raise ShapeError(f"fill: expected a tensor of shape ({dims['C']},), got {got}")
+        _check_fill(fill, dims["C"])
         self.flip, self.erase = _probability(flip, "flip"), _probability(erase, "erase")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise OptionError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
