@@ -249,17 +249,11 @@ def test_cache_frozen_refuses_a_pca_head(tmp_path):
 
 
 @pytest.mark.slow
-def test_stop_after_then_resume_from_the_cache_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_stop_after_then_resume_from_the_cache_equals_an_uninterrupted_run(tmp_path):
     """The cache is rebuilt on resume (the same maps, the same BatchNorm statistics) and the
-    stream's state and the RNG come back from the checkpoint: 2 + 2 steps equal 4, exactly.
-
-    With torch's per-tensor Adam step: the fused step, the engine's default, reproduces the loss
-    history after a resume but not the weights' last bits (up to 5e-4 after 4 steps of this
-    recipe, with or without the cache; see the closing note of stop 32)."""
-    import lookalike.train.optim as optim
+    stream's state and the RNG come back from the checkpoint: 2 + 2 steps equal 4, exactly, with
+    the engine's fused Adam step on the channels-last network."""
     from lookalike.train.engine import train
-
-    monkeypatch.setattr(optim, "_fusable", lambda params: False)
 
     whole = train(_cached_recipe(tmp_path, "steps=4", f"out_dir={tmp_path / 'a'}"), progress=False)
     recipe = _cached_recipe(tmp_path, "steps=4", f"out_dir={tmp_path / 'b'}")

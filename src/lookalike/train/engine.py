@@ -17,11 +17,9 @@ Under ``torchrun`` every rank trains its shard of the global batch with Distribu
 (:mod:`lookalike.train.distributed`); rank 0 alone logs, shows progress and writes files.
 
 Convention:
-    - Resuming is exact on one process (same losses, same weights, bit for bit on CPU) with
-      per-tensor optimiser steps. With torch's fused steps (what :func:`make_optimizer` builds
-      where they apply) the resumed run repeats the losses, but its weights may differ in the last
-      bits: up to 5e-4 after 2 + 2 steps of the VIPeR recipe (not yet explained; the closing note
-      of stop 32 has the measurement).
+    - Resuming is exact on one process (same losses, same weights, bit for bit on CPU), with
+      torch's fused optimiser steps too: the restored state takes its parameters' memory layout
+      (:func:`~lookalike.train.checkpoint.load_checkpoint`).
     - Under ``torchrun`` rank 0 follows the single-process RNG sequence and rank ``r > 0`` reseeds
       torch with ``seed + 1_000_003 r (+ the resumed step)``, so dropout masks differ between shards:
       with dropout, a multi-process run (and its resume) matches one process in distribution, not
