@@ -74,7 +74,7 @@ def _conv_steps(model, opt, n, seed):
 def test_fused_resume_of_a_channels_last_network_is_bit_exact(tmp_path, opt_name):
     """The file holds the state contiguous; the fused CPU step walks parameter and state as flat
     memory, so a restored moment must take its channels-last weight's strides (without that, the
-    3 x 3 weights moved by ~0.1 against the uninterrupted run)."""
+    weights ended up to 0.03 (SGD) and 0.34 (Adam) away from the uninterrupted run's)."""
 
     def make():
         torch.manual_seed(0)
@@ -94,9 +94,8 @@ def test_fused_resume_of_a_channels_last_network_is_bit_exact(tmp_path, opt_name
     fresh, fresh_opt = make()
     load_checkpoint(path, fresh, fresh_opt)
     weight = fresh[0].weight
-    assert fresh_opt.state[weight][
-        "exp_avg" if opt_name == "adam" else "momentum_buffer"
-    ].stride() == (weight.stride())
+    moment = fresh_opt.state[weight]["exp_avg" if opt_name == "adam" else "momentum_buffer"]
+    assert moment.stride() == weight.stride()
     _conv_steps(fresh, fresh_opt, 3, seed=2)
     for (k, a), b in zip(ref.state_dict().items(), fresh.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=k)
