@@ -122,6 +122,10 @@ class RelationNet(ReidNetwork):
         parts: horizontal strips ``n >= 2`` (6 in the paper); the feature map must be at least
             ``n`` rows high.
         part_dim: size of every reduced feature ``q`` (256 in the paper).
+        mid_parts: horizontal strips of the previous stage's map (stride 8 when ``stages=3``),
+            max pooled and reduced to ``part_dim`` each and appended to the descriptor, which
+            grows to ``(parts + 1 + mid_parts) * part_dim`` (0, the default: none). Finer,
+            lower-level cues (colour, texture) beside the parts; not in the paper.
         relation: one-vs-rest relations for the parts (``False``: ``q_i = p̄_i``).
         gcp: global contrastive pooling for ``q_0`` (``False``: ``q_0 = p̄_max``).
         pretrained: let timm download the ResNet's ImageNet weights (explicit request only).
@@ -152,6 +156,7 @@ class RelationNet(ReidNetwork):
         stages: int = 4,
         parts: int = 6,
         part_dim: int = 256,
+        mid_parts: int = 0,
         relation: bool = True,
         gcp: bool = True,
         pretrained: bool = False,
@@ -167,6 +172,8 @@ class RelationNet(ReidNetwork):
                 raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
         if isinstance(stages, bool) or not isinstance(stages, int) or stages not in (3, 4):
             raise OptionError(f"stages: expected 3 or 4, got {stages!r}")
+        if isinstance(mid_parts, bool) or not isinstance(mid_parts, int) or mid_parts < 0:
+            raise OptionError(f"mid_parts: expected an integer >= 0, got {mid_parts!r}")
         net = resnet_stages(
             backbone,
             last_stride=last_stride,
@@ -174,12 +181,14 @@ class RelationNet(ReidNetwork):
             pretrained=pretrained,
             backbone_weights=backbone_weights,
         )
-        rows = net.feature_sizes(self.input_size)[stages - 1][0]
-        if rows < parts:
-            raise OptionError(
-                f"parts: the {self.input_size} input gives a feature map {rows} rows high; "
-                f"expected parts <= {rows}, got {parts}"
-            )
+        sizes = net.feature_sizes(self.input_size)
+        for name, n, stage in (("parts", parts, stages), ("mid_parts", mid_parts, stages - 1)):
+            rows = sizes[stage - 1][0]
+            if rows < n:
+                raise OptionError(
+                    f"{name}: the {self.input_size} input gives a stage-{stage} map {rows} rows "
+                    f"high; expected {name} <= {rows}, got {n}"
+                )
         self.trunk_net = nn.Sequential(net.stem, *net.stages[:stages])
         self.stages = stages
         channels = net.channels[stages - 1]
@@ -191,7 +200,9 @@ class RelationNet(ReidNetwork):
         self.reduce_max = _reduce(channels, part_dim)
         self.reduce_cont = _reduce(channels, part_dim) if self.gcp else None
         self.global_relation = _reduce(2 * part_dim, part_dim) if self.gcp else None
-        self.dim = (parts + 1) * part_dim
+        self.mid_parts = mid_parts
+        self.reduce_mid = _reduce(net.channels[stages - 2], part_dim) if mid_parts else None
+        self.dim = (parts + 1 + mid_parts) * part_dim
         self.neck = nn.BatchNorm1d(self.dim)
         self.neck.bias.requires_grad_(False)
         self.validate = validate
@@ -206,14 +217,27 @@ class RelationNet(ReidNetwork):
         return list(self.trunk_net)
 
     def embed_after(self, fmap: torch.Tensor, start: int) -> torch.Tensor:
-        return self.head(self.trunk_net[start:](fmap))
+        mid_index = len(self.trunk_net) - 2  # the block whose map the mid parts read
+        if self.mid_parts and start > mid_index:
+            raise OptionError(
+                f"start: the mid parts read block {mid_index}'s output; expected start <= "
+                f"{mid_index}, got {start}"
+            )
+        mid = None
+        for index in range(start, len(self.trunk_net)):
+            fmap = self.trunk_net[index](fmap)
+            if index == mid_index:
+                mid = fmap
+        return self.head(fmap, mid)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk_net(x))
+        return self.embed_after(x, 0)
 
-    def head(self, fmap: torch.Tensor) -> torch.Tensor:
-        """The last ``(B, C, h, w)`` feature map to ``(B, D)`` raw descriptors (parts, relations,
-        GCP, neck)."""
+    def head(self, fmap: torch.Tensor, mid: torch.Tensor | None = None) -> torch.Tensor:
+        """The last ``(B, C, h, w)`` feature map (and, with ``mid_parts``, the previous stage's
+        map ``mid``) to ``(B, D)`` raw descriptors (parts, relations, GCP, mid parts, neck)."""
+        if self.mid_parts and mid is None:
+            raise OptionError("mid: expected the previous stage's map (mid_parts > 0), got None")
         parts = strip_max(fmap, self.parts)
         q_parts = self.reduce_part(parts)  # (B, D, n)
         if self.relation:
@@ -224,5 +248,8 @@ class RelationNet(ReidNetwork):
         if self.gcp:
             cont = self.reduce_cont(p_cont.unsqueeze(-1))
             q_max = q_max + self.global_relation(torch.cat([q_max, cont], dim=1))
-        out = torch.cat([q_max, q_parts], dim=2).transpose(1, 2).flatten(1)  # [q_0, q_1..q_n]
+        pieces = [q_max, q_parts]  # [q_0, q_1..q_n]
+        if self.mid_parts:
+            pieces.append(self.reduce_mid(strip_max(mid, self.mid_parts)))
+        out = torch.cat(pieces, dim=2).transpose(1, 2).flatten(1)
         return self.neck(out)
