@@ -156,6 +156,54 @@ def test_relation_and_gcp_change_the_descriptor():
     assert (a - b).abs().max() > 1e-4
 
 
+def test_mid_parts_are_reduced_strip_maxima_of_the_previous_stage():
+    # Oracle: the descriptor rebuilt by hand from the blocks' maps, adaptive_max_pool2d's strips
+    # and the modules' own reductions (eval mode: the BatchNorms are fixed affine maps).
+    from torch.nn.functional import adaptive_max_pool2d
+
+    torch.manual_seed(0)
+    kw = {"backbone": "resnet18", "width": 0.25, "input_size": (128, 48), "stages": 3}
+    net = RelationNet(**kw, parts=4, part_dim=8, mid_parts=5).eval()
+    assert net.dim == (4 + 1 + 5) * 8
+    x = net.normalize_input(torch.rand(2, 3, 128, 48))
+    with torch.no_grad():
+        mid = net.trunk_net[:3](x)  # stage 2: (2, 32, 16, 6) at width 0.25
+        last = net.trunk_net[3](mid)
+        ours = net.trunk(x)
+        plain = net.head(last, mid)[:, : 5 * 8]  # q_0..q_4 do not read the stage-2 map
+        strips = adaptive_max_pool2d(mid, (5, 1)).squeeze(-1)  # (2, 32, 5)
+        q_mid = net.reduce_mid(strips).transpose(1, 2).flatten(1)  # (2, 40)
+        neck = net.neck
+        scale = neck.weight / (neck.running_var + neck.eps).sqrt()
+        expected = (q_mid - neck.running_mean[40:]) * scale[40:] + neck.bias[40:]
+    assert tuple(mid.shape) == (2, 32, 16, 6)
+    torch.testing.assert_close(ours[:, 40:], expected)
+    torch.testing.assert_close(ours[:, :40], plain)
+    # the training engine's cached path (the stem and layer1 run once) gives the same rows
+    with torch.no_grad():
+        torch.testing.assert_close(net.embed_after(net.trunk_net[:2](x), 2), ours)
+    out = net.train()(torch.rand(3, 3, 128, 48))
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3), atol=1e-5, rtol=0)
+    # one 1x1 reduction (C2 -> D, BN) more, and the neck covers the extra values
+    base = RelationNet(**kw, parts=4, part_dim=8)
+    assert _n(net) - _n(base) == (32 * 8 + 2 * 8) + 2 * 5 * 8
+
+
+def test_mid_parts_need_the_previous_stage_map():
+    torch.manual_seed(0)
+    net = RelationNet(backbone="resnet18", width=0.25, input_size=(128, 48), stages=3, mid_parts=2)
+    x = torch.rand(1, 3, 128, 48)
+    with torch.no_grad():
+        ours = net.eval().trunk(x)
+        mid = net.trunk_net[:3](x)  # stage 2's map: starting from it (a cache up to stage 2) works
+        torch.testing.assert_close(net.embed_after(mid, 3), ours)
+        last = net.trunk_net[3](mid)
+        with pytest.raises(OptionError, match="start"):
+            net.embed_after(last, 4)  # nothing left to run: stage 2's map is not there
+        with pytest.raises(OptionError, match="mid"):
+            net.head(last)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -167,6 +215,11 @@ def test_relation_and_gcp_change_the_descriptor():
         {"stages": True},
         {"stages": 3.0},
         {"stages": 3, "parts": 5},  # stage 3 of a 64 x 32 input is 4 rows high too
+        {"mid_parts": -1},
+        {"mid_parts": True},
+        {"mid_parts": 2.0},
+        {"mid_parts": 5},  # stage 3 (the map before stage 4) of a 64 x 32 input is 4 rows high
+        {"stages": 3, "mid_parts": 9},  # stage 2 of a 64 x 32 input is 8 rows high
         {"backbone": "vit_tiny_patch16_224"},
     ],
 )

@@ -218,12 +218,12 @@ class RelationNet(ReidNetwork):
 
     def embed_after(self, fmap: torch.Tensor, start: int) -> torch.Tensor:
         mid_index = len(self.trunk_net) - 2  # the block whose map the mid parts read
-        if self.mid_parts and start > mid_index:
+        if self.mid_parts and start > mid_index + 1:
             raise OptionError(
                 f"start: the mid parts read block {mid_index}'s output; expected start <= "
-                f"{mid_index}, got {start}"
+                f"{mid_index + 1}, got {start}"
             )
-        mid = None
+        mid = fmap if start == mid_index + 1 else None  # the input is that map
         for index in range(start, len(self.trunk_net)):
             fmap = self.trunk_net[index](fmap)
             if index == mid_index:
