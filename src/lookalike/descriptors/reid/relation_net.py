@@ -107,7 +107,8 @@ def strip_max(fmap: torch.Tensor, parts: int) -> torch.Tensor:
 
 @register("descriptor", "relation_net")
 class RelationNet(ReidNetwork):
-    """ResNet + part features with one-vs-rest relations + GCP: crops to ``(B, (parts + 1) * part_dim)``.
+    """ResNet + part features with one-vs-rest relations + GCP: crops to
+    ``(B, (parts + 1 + mid_parts) * part_dim)``.
 
     Args:
         backbone: any timm ResNet name (``resnet50`` in the paper).
