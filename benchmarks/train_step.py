@@ -3,10 +3,11 @@ the engine's batched augmentation and fused optimiser step, against per-crop aug
 per-tensor Adam step.
 
 The recipe is ``configs/reid_viper.yaml`` (relation network on three stages of a ResNet-18, 128 x 48
-crops, P x K = 8 x 4, ``bf16: auto`` as resolved on this machine, batch-hard triplet with its cross-batch memory + label-smoothed
-CE, Adam), built by the training engine itself; only the data are random crops (632 crops of 316
-ids, like one VIPeR split's training half), so nothing is read and nothing is downloaded. The
-backbone starts from random weights (``backbone_weights`` unset: the timing does not depend on them).
+crops, P x K = 8 x 4, ``bf16: auto`` as resolved on this machine, batch-hard triplet with its
+cross-batch memory + label-smoothed CE, Adam), built by the training engine itself; only the data
+are random crops (632 crops of 316 ids, like one VIPeR split's training half), so nothing is read
+and nothing is downloaded. The backbone starts from random weights (``backbone_weights`` unset:
+the timing does not depend on them).
 
 Rounds alternate, in one process:
 
