@@ -5,7 +5,8 @@ every split; ``lomo-xqda`` is fitted on the training ids of the same split only.
 (``--networks``, variants of ``configs/reid_viper.yaml``) are trained on the CPU on the training ids
 of each split (``lookalike train --config configs/reid_viper.yaml data.kwargs.split=K``) and evaluated
 on its test ids, then again with XQDA fitted on the network's rows of the same training ids (the
-``xqda`` descriptor; ``--no-xqda`` skips it) and fused with LOMO+XQDA (an ``ensemble`` of
+``xqda`` descriptor), then with XQDA fitted on the network's own multi-stage strip features
+(``xqda`` with ``features="strips"``; ``--no-xqda`` skips both) and fused with LOMO+XQDA (an ``ensemble`` of
 ``lomo-xqda`` and the network, family weights 1 and :data:`FUSION_WEIGHT`, XQDA fitted on the same
 training ids; ``--no-fusion`` skips it). ``--trained DIR`` reuses networks an earlier run trained
 (``DIR/*-viper_<name>_split<K>/weights.safetensors``, training minutes from its ``metrics.json``)
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-xqda",
         action="store_true",
-        help="skip the network + XQDA rows (XQDA fitted on the network's training-id rows)",
+        help="skip the network + XQDA rows (XQDA fitted on the network's rows or strip "
+        "features of the training ids)",
     )
     parser.add_argument(
         "--no-fusion", action="store_true", help="skip the network fused with LOMO+XQDA rows"
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list] = {s: [] for s in specs}
     trained: dict[str, list] = {n: [] for n in networks}
     with_xqda: dict[str, list] = {n: [] for n in networks}
+    with_strips: dict[str, list] = {n: [] for n in networks}
     fused: dict[str, list] = {n: [] for n in networks}
     minutes: dict[str, list[float]] = {n: [] for n in networks}
     runs = Path(args.runs or tempfile.mkdtemp(prefix="viper_runs_"))
@@ -185,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                 head = lookalike.create("descriptor", "xqda", base=spec)
                 with_xqda[name].append(evaluate_reid(head, bench))
                 progress(f"{name}+xqda", split, with_xqda[name][-1])
+                # ... and on the network's own multi-stage strip features
+                head = lookalike.create("descriptor", "xqda", base=spec, features="strips")
+                with_strips[name].append(evaluate_reid(head, bench))
+                progress(f"{name}+strips", split, with_strips[name][-1])
             if not args.no_fusion:  # LOMO+XQDA fitted on the same training ids, fused rows
                 fusion = lookalike.create(
                     "descriptor",
@@ -208,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, done in with_xqda.items():
         if done:
             print(_row(f"{name} + xqda (trained)", done, minutes[name]))
+    for name, done in with_strips.items():
+        if done:
+            print(_row(f"{name} + xqda on its strips (trained)", done, minutes[name]))
     for name, done in fused.items():
         if done:
             print(_row(f"lomo-xqda + {name} (fused, w={FUSION_WEIGHT})", done, minutes[name]))

@@ -94,6 +94,42 @@ def test_cli_errors(tmp_path, capsys):
     assert main([*args[:-2], "--descriptors", "no-such-descriptor"]) == 1
 
 
+def test_cli_adds_an_xqda_row_per_network_fitted_on_training_ids(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from lookalike.core.weights import save_weights
+    from lookalike.descriptors.reid import xqda_head
+
+    torch.manual_seed(0)
+    net = lookalike.create(
+        "descriptor", "relation_net", backbone="resnet18", width=0.25, input_size=(64, 32), parts=4
+    )
+    spec = f"relation_net:{save_weights(net, tmp_path / 'net.safetensors')}"
+    write_viper(tmp_path / "viper", n_ids=8)
+    seen = []
+    original = xqda_head.fit_xqda
+
+    def spy(features, ids, cams, **kwargs):
+        seen.append((np.asarray(features).shape[1], set(np.asarray(ids).tolist())))
+        return original(features, ids, cams, **kwargs)
+
+    monkeypatch.setattr(xqda_head, "fit_xqda", spy)
+    out = tmp_path / "out"
+    args = ["evaluate", "reid", "--data", str(tmp_path), "--benchmark", "viper", "--out", str(out)]
+    code = main([*args, "--descriptors", f"stripe-hsv,{spec}", "--xqda", "strips"])
+    assert code == 0, capsys.readouterr().err
+    payload = json.loads((out / "results.json").read_text())
+    names = [r["descriptor"] for r in payload["results"]]
+    assert names == ["stripe-hsv", spec, f"{spec} + xqda (strips)"]
+    assert payload["config"]["xqda"] == "strips"
+    bench = read_benchmark("viper", tmp_path, split=0)
+    strips = net.eval().stage_strips(torch.rand(1, 3, 64, 32)).shape[1]
+    assert seen == [(strips, set(bench.train.ids.tolist()))]  # fitted once, on training ids
+    # no network among the descriptors: refused before anything runs
+    assert main([*args[:-2], "--descriptors", "stripe-hsv", "--xqda", "rows"]) == 1
+    assert "--xqda" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.data
 def test_viper_split0_lomo_xqda_far_above_the_stripe_baseline(data_root):

@@ -66,12 +66,15 @@ def test_fitted_head_ranks_the_other_view_first_more_often_than_chance():
     assert rank1 > 0.5  # chance is 1/12
 
 
-def test_save_and_load_round_trip_with_a_network_base(tmp_path):
+@pytest.mark.parametrize("features", ["rows", "strips"])
+def test_save_and_load_round_trip_with_a_network_base(tmp_path, features):
     torch.manual_seed(0)
     net = lookalike.create("descriptor", "relation_net", **TINY_NET)
     net_file = save_weights(net, tmp_path / "net.safetensors")
     images, ids, cams = _crops()
-    head = lookalike.create("descriptor", "xqda", base=f"relation_net:{net_file}")
+    head = lookalike.create(
+        "descriptor", "xqda", base=f"relation_net:{net_file}", features=features
+    )
     assert head.crop_size == (64, 32) and not any(p.requires_grad for p in head.parameters())
     head.fit(images, ids, cams)
     head.train()
@@ -79,8 +82,31 @@ def test_save_and_load_round_trip_with_a_network_base(tmp_path):
     head.eval()
     path = save_weights(head, tmp_path / "head.safetensors")
     loaded = lookalike.create("descriptor", "xqda", weights=str(path))
-    assert loaded.fitted and loaded.dim == head.dim
+    assert loaded.fitted and loaded.dim == head.dim and loaded.features == features
     torch.testing.assert_close(loaded(images[:2]), head(images[:2]))
+
+
+def test_on_strips_it_is_xqda_on_the_networks_strip_features(tmp_path):
+    torch.manual_seed(0)
+    net = lookalike.create("descriptor", "relation_net", **TINY_NET, flip_average=True)
+    net_file = save_weights(net, tmp_path / "net.safetensors")
+    images, ids, cams = _crops(n_ids=12)
+    head = XQDAHead(base=f"relation_net:{net_file}", features="strips")
+    torch.testing.assert_close(head(images[:3]), net.eval()(images[:3]))  # unfitted: the rows
+    head.fit(images, ids, cams)
+    strips = net.stage_strips(images).double().numpy()
+    assert head.projection.shape[0] == strips.shape[1] > net.dim
+    embed = fit_xqda(strips, ids, cams).embedding()
+    test = _crops(n_ids=12, seed=2)[0]
+    expected = torch.from_numpy(net.stage_strips(test).double().numpy() @ embed).float()
+    # metric rows: Euclidean distances = XQDA distances on the strip features
+    torch.testing.assert_close(
+        torch.cdist(head.metric_rows(test[:12]), head.metric_rows(test[12:])),
+        torch.cdist(expected[:12], expected[12:]),
+        atol=1e-3,
+        rtol=1e-4,
+    )
+    torch.testing.assert_close(head(test).norm(dim=1), torch.ones(24))
 
 
 def test_bad_bases_and_inputs_are_refused():
@@ -94,6 +120,10 @@ def test_bad_bases_and_inputs_are_refused():
         XQDAHead(base="no-such-descriptor")
     with pytest.raises(OptionError, match="lambda_reg"):
         XQDAHead(base="stripe-hsv", lambda_reg=-1.0)
+    with pytest.raises(OptionError, match="features"):
+        XQDAHead(base="stripe-hsv", features="maps")
+    with pytest.raises(OptionError, match="re-ID network"):
+        XQDAHead(base="stripe-hsv", features="strips")
     head = XQDAHead(base="stripe-hsv")
     with pytest.raises(EmptyInputError):
         head.fit(torch.rand(0, 3, 64, 32), [], [])

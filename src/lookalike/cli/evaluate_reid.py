@@ -1,18 +1,22 @@
 """``lookalike evaluate reid``: person re-identification on a benchmark (CMC, mAP, mINP).
 
 ``lookalike evaluate reid --data DIR --benchmark viper|market1501|duke|msmt17|cuhk03|folder
---descriptors lomo-xqda,stripe-hsv [--split K] [--rerank] [--out DIR]`` prints a table and writes
+--descriptors lomo-xqda,stripe-hsv [--split K] [--xqda rows|strips] [--rerank] [--out DIR]`` prints a
+table and writes
 ``results.json``, ``results.md``, ``cmc.png`` (CMC curves) and ``ranked.png`` (query, top 10, correct
 matches framed in green, wrong in red) to ``--out`` (default ``runs/<timestamp>-evaluate-reid``).
 
 Descriptors with a ``fit`` method (``lomo-xqda``) are fitted on the benchmark's training images (for
 VIPeR: the training ids of split K only) and are not refused as untrained; learned networks without
-weights are refused unless ``--allow-random``.
+weights are refused unless ``--allow-random``. ``--xqda rows|strips`` adds, for every re-ID network
+given (``relation_net:W``, ``rga:W``), a row with XQDA fitted on the same training images, on the
+network's descriptor rows or on its multi-stage strip features (the ``xqda`` descriptor).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -109,9 +113,25 @@ def _check_descriptors(specs: list[str], allow_random: bool) -> None:
             require_trained(spec, allow_random=allow_random)
 
 
+def _networks(specs: list[str]) -> list[str]:
+    """The specs among ``specs`` that name a re-ID network (what ``--xqda`` fits a metric on)."""
+    from lookalike._registry import get_entry, split_spec
+    from lookalike.descriptors.reid._backbone import ReidNetwork
+
+    found = []
+    for spec in specs:
+        if spec.endswith((".yaml", ".yml")):
+            continue
+        factory = get_entry("descriptor", split_spec(spec)[0]).factory
+        if isinstance(factory, type) and issubclass(factory, ReidNetwork):
+            found.append(spec)
+    return found
+
+
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    import lookalike
     from lookalike.cli.evaluate import _check_out, _result_dir, _split
     from lookalike.core.data import data_root
     from lookalike.data.reid import read_benchmark
@@ -120,6 +140,14 @@ def _run(args: argparse.Namespace) -> int:
     console = Console()
     specs = _split(args.descriptors)
     _check_descriptors(specs, args.allow_random)
+    networks = _networks(specs) if args.xqda else []
+    if args.xqda and not networks:
+        from lookalike.core.errors import OptionError
+
+        raise OptionError(
+            f"--xqda: expected a re-ID network (relation_net:W, rga:W) among --descriptors, "
+            f"got {specs}"
+        )
     out = _check_out(args)
     bench = read_benchmark(
         args.benchmark, args.data or data_root(), split=args.split, variant=args.variant
@@ -129,10 +157,17 @@ def _run(args: argparse.Namespace) -> int:
     for spec in specs:
         console.print(f"evaluating {spec} ...")
         results.append(evaluate_reid(spec, bench, rerank=args.rerank, max_rank=args.max_rank))
+        if spec in networks:  # XQDA fitted on the network's rows / strips of the training ids
+            head = lookalike.create(
+                "descriptor", "xqda", base=spec, features=args.xqda, allow_random=args.allow_random
+            )
+            result = evaluate_reid(head, bench, rerank=args.rerank, max_rank=args.max_rank)
+            results.append(dataclasses.replace(result, descriptor=f"{spec} + xqda ({args.xqda})"))
     config = {
         "benchmark": args.benchmark,
         "split": args.split,
         "descriptors": specs,
+        "xqda": args.xqda,
         "rerank": args.rerank,
     }
     folder = _result_dir(args, out, "evaluate-reid", config)
@@ -168,6 +203,13 @@ def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
         "(members: [lomo-xqda, relation_net:W], family_weights: [1, 0.25])",
     )
     parser.add_argument("--split", type=int, default=0, help="VIPeR split 0-9 (default 0)")
+    parser.add_argument(
+        "--xqda",
+        choices=("rows", "strips"),
+        default=None,
+        help="also evaluate every re-ID network given with XQDA fitted on the training ids, on its "
+        "descriptor rows or its multi-stage strip features",
+    )
     parser.add_argument(
         "--variant", default="labeled", choices=("labeled", "detected"), help="CUHK03 boxes"
     )

@@ -25,7 +25,7 @@ from lookalike.core.errors import OptionError
 from lookalike.descriptors._functional import normalize_descriptors
 from lookalike.descriptors.image._backbone import ImageDescriptor, load_backbone_weights
 
-__all__ = ["ReidNetwork", "ResNetStages", "check_input_size", "resnet_stages"]
+__all__ = ["ReidNetwork", "ResNetStages", "check_input_size", "resnet_stages", "strip_max"]
 
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -145,6 +145,23 @@ def resnet_stages(
     return ResNetStages(stem, [getattr(model, s) for s in _STAGES], channels, reductions)
 
 
+def strip_max(fmap: torch.Tensor, parts: int) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, parts)``: the maximum over each of ``parts`` horizontal strips, with
+    ``adaptive_max_pool2d``'s bins (rows ``floor(iH/n)`` to ``ceil((i+1)H/n)``), written with slices so
+    the ONNX export (dynamic batch) works: ``H`` is fixed by the network's input size.
+
+    Example:
+        >>> import torch
+        >>> from torch.nn.functional import adaptive_max_pool2d
+        >>> x = torch.rand(2, 3, 7, 4)
+        >>> torch.equal(strip_max(x, 3), adaptive_max_pool2d(x, (3, 1)).squeeze(-1))
+        True
+    """
+    h = int(fmap.shape[2])
+    strips = [fmap[:, :, (i * h) // parts : -(-(i + 1) * h // parts)] for i in range(parts)]
+    return torch.stack([s.amax(dim=(2, 3)) for s in strips], dim=-1)
+
+
 class ReidNetwork(ImageDescriptor):
     """Base of the re-ID networks: crops resized to :attr:`input_size`, normalised, then :meth:`trunk`.
 
@@ -205,3 +222,39 @@ class ReidNetwork(ImageDescriptor):
             return self.trunk(x)
         plain, mirrored = self.trunk(torch.cat([x, x.flip(-1)])).chunk(2)
         return normalize_descriptors(plain) + normalize_descriptors(mirrored)  # norms in float32
+
+    @torch.no_grad()
+    def stage_strips(self, x: torch.Tensor, *, max_strips: int = 12) -> torch.Tensor:
+        """``(B, F)`` float32 features of the trunk's own maps, for a metric fitted on top (``xqda``
+        with ``features="strips"``): what the descriptor's reduction layers may have dropped.
+
+        Every block of :meth:`blocks` after the stem (each ResNet stage, with its attention if any)
+        gives its map max pooled over ``min(rows, max_strips)`` horizontal strips (:func:`strip_max`),
+        and the last two blocks also their global maximum; the pieces are concatenated, stage by
+        stage, and square-rooted (``sign(v) sqrt(|v|)``: the power normalisation usual before a
+        metric on pooled activations). With :attr:`flip_average` the features of the crop and of its
+        mirror are averaged. No gradients; call it in eval mode (batch statistics otherwise).
+
+        Args:
+            x: ``(B, 3, H, W)`` RGB crops in [0, 1], resized inside as for the descriptor.
+            max_strips: the most strips a map is cut into (>= 1).
+        """
+        if isinstance(max_strips, bool) or not isinstance(max_strips, int) or max_strips < 1:
+            raise OptionError(f"max_strips: expected an integer >= 1, got {max_strips!r}")
+        self.check_input(x)
+        crops = self.resize(self.normalize_input(x))
+        views = [crops, crops.flip(-1)] if self.flip_average else [crops]
+        return sum(self._strips_of(v, max_strips) for v in views) / len(views)
+
+    def _strips_of(self, fmap: torch.Tensor, max_strips: int) -> torch.Tensor:
+        blocks = self.blocks()
+        pieces = []
+        for index, block in enumerate(blocks):
+            fmap = block(fmap)
+            if index == 0:  # the stem
+                continue
+            pieces.append(strip_max(fmap, min(int(fmap.shape[2]), max_strips)).flatten(1))
+            if index >= len(blocks) - 2:
+                pieces.append(fmap.amax(dim=(2, 3)))
+        rows = torch.cat(pieces, dim=1).float()
+        return rows.sign() * rows.abs().sqrt()

@@ -31,7 +31,7 @@ from torch import nn
 from lookalike._registry import register
 from lookalike.core.check import check_shape
 from lookalike.core.errors import OptionError, ShapeError
-from lookalike.descriptors.reid._backbone import ReidNetwork, resnet_stages
+from lookalike.descriptors.reid._backbone import ReidNetwork, resnet_stages, strip_max
 
 __all__ = ["RelationNet", "global_contrastive_pool", "one_vs_rest"]
 
@@ -86,23 +86,6 @@ def global_contrastive_pool(parts: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 def _reduce(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out), nn.ReLU())
-
-
-def strip_max(fmap: torch.Tensor, parts: int) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, C, parts)``: the maximum over each of ``parts`` horizontal strips, with
-    ``adaptive_max_pool2d``'s bins (rows ``floor(iH/n)`` to ``ceil((i+1)H/n)``), written with slices so
-    the ONNX export (dynamic batch) works: ``H`` is fixed by the network's input size.
-
-    Example:
-        >>> import torch
-        >>> from torch.nn.functional import adaptive_max_pool2d
-        >>> x = torch.rand(2, 3, 7, 4)
-        >>> torch.equal(strip_max(x, 3), adaptive_max_pool2d(x, (3, 1)).squeeze(-1))
-        True
-    """
-    h = int(fmap.shape[2])
-    strips = [fmap[:, :, (i * h) // parts : -(-(i + 1) * h // parts)] for i in range(parts)]
-    return torch.stack([s.amax(dim=(2, 3)) for s in strips], dim=-1)
 
 
 @register("descriptor", "relation_net")
