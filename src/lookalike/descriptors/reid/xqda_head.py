@@ -19,8 +19,8 @@ Convention:
       features (:meth:`~lookalike.descriptors.reid._backbone.ReidNetwork.stage_strips`: every
       stage's map max pooled over horizontal strips, square-rooted) instead of its descriptor rows:
       a metric over everything the trunk computes, not only what its reduction layers kept. On an
-      inner split of VIPeR's training ids it added 10 points of rank-1 to the relation network
-      where XQDA on the rows added 2 (``configs/reid_viper.yaml``).
+      inner split of VIPeR's training ids it raised the relation network's rank-1 from 38.1 to
+      48.8 (XQDA on the rows: 39.8; ``configs/reid_viper.yaml``).
 """
 
 from __future__ import annotations
