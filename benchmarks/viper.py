@@ -5,8 +5,8 @@ every split; ``lomo-xqda`` is fitted on the training ids of the same split only.
 (``--networks``, variants of ``configs/reid_viper.yaml``) are trained on the CPU on the training ids
 of each split (``lookalike train --config configs/reid_viper.yaml data.kwargs.split=K``) and evaluated
 on its test ids, then again with XQDA fitted on the network's rows of the same training ids (the
-``xqda`` descriptor), then with XQDA fitted on the network's own multi-stage strip features
-(``xqda`` with ``features="strips"``; ``--no-xqda`` skips both) and fused with LOMO+XQDA (an ``ensemble`` of
+``xqda`` descriptor), then with XQDA fitted on the network's own multi-stage strip features (``xqda``
+with ``features="strips"``; ``--no-xqda`` skips both), and fused with LOMO+XQDA (an ``ensemble`` of
 ``lomo-xqda`` and the network, family weights 1 and :data:`FUSION_WEIGHT`, XQDA fitted on the same
 training ids; ``--no-fusion`` skips it). ``--trained DIR`` reuses networks an earlier run trained
 (``DIR/*-viper_<name>_split<K>/weights.safetensors``, training minutes from its ``metrics.json``)

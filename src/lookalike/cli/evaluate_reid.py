@@ -2,9 +2,9 @@
 
 ``lookalike evaluate reid --data DIR --benchmark viper|market1501|duke|msmt17|cuhk03|folder
 --descriptors lomo-xqda,stripe-hsv [--split K] [--xqda rows|strips] [--rerank] [--out DIR]`` prints a
-table and writes
-``results.json``, ``results.md``, ``cmc.png`` (CMC curves) and ``ranked.png`` (query, top 10, correct
-matches framed in green, wrong in red) to ``--out`` (default ``runs/<timestamp>-evaluate-reid``).
+table and writes ``results.json``, ``results.md``, ``cmc.png`` (CMC curves) and ``ranked.png`` (query,
+top 10, correct matches framed in green, wrong in red) to ``--out`` (default
+``runs/<timestamp>-evaluate-reid``).
 
 Descriptors with a ``fit`` method (``lomo-xqda``) are fitted on the benchmark's training images (for
 VIPeR: the training ids of split K only) and are not refused as untrained; learned networks without
