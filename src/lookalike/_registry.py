@@ -260,12 +260,12 @@ def is_shipped(kind: str, spec: str) -> bool:
     in the package (``lookalike/weights/``). Never downloads.
 
     A composite without weights of its own (a factory with a ``MEMBERS`` tuple of specs, such as the
-    ``gem-tch`` ensemble) counts as shipped when its members' weights are.
+    ``gem-color`` ensemble) counts as shipped when its members' weights are.
 
     Example:
         >>> is_shipped("descriptor", "sift"), is_shipped("descriptor", "no-such-name:bundled")
         (False, False)
-        >>> is_shipped("descriptor", "gem-tch") == is_shipped("descriptor", "gem:bundled")
+        >>> is_shipped("descriptor", "gem-color") == is_shipped("descriptor", "gem:bundled")
         True
     """
     from importlib import resources

@@ -12,6 +12,7 @@ from lookalike.data.nuisance_pairs import (
     NUISANCES,
     nuisance_pairs,
     render_zoomed,
+    write_nuisance_scenes,
     write_nuisance_sequences,
 )
 from lookalike.geometry import warp_image
@@ -170,6 +171,52 @@ def test_written_sequences_read_back_as_the_pairs(tmp_path):
         assert np.array_equal(load_image(seq.images[1], gray=True), p.image1)
 
 
+def test_colour_pairs_share_the_gray_pairs_geometry_and_nuisances():
+    """Same H per pair; every family's view 1 in colour is its gray view 1 up to the luminance weights."""
+    gray = nuisance_pairs(seed=5, photos=("coffee",))
+    color = nuisance_pairs(seed=5, photos=("coffee",), color=True)
+    weights = np.array([0.299, 0.587, 0.114])
+    for g, c in zip(gray, color, strict=True):
+        assert (
+            c.name == g.name
+            and c.image1.shape == (*g.image1.shape, 3)
+            and c.image1.dtype == np.uint8
+        )
+        np.testing.assert_array_equal(c.H, g.H)
+        luma = c.image1.astype(np.float64) @ weights
+        mask = _valid(g)
+        assert np.abs(luma - g.image1)[mask].mean() < 1.0, g.name  # measured: 0.06-0.56 gray levels
+    # colour is kept: the coffee photo is not gray
+    spread = np.ptp(color[2].image1.astype(np.int16), axis=2)
+    assert spread[_valid(gray[2])].mean() > 20
+    with pytest.raises(OptionError, match="color"):
+        nuisance_pairs(color="yes")
+
+
+def test_written_scenes_hold_the_photo_and_the_colour_views(tmp_path):
+    from lookalike.data.bundled import bundled_rgb
+    from lookalike.data.images import quantize_u8
+    from lookalike.data.sequences import find_sequences
+    from lookalike.eval.protocols.retrieval_benchmarks import scene_key
+
+    folders = write_nuisance_scenes(tmp_path, seeds=(1, 2), photos=("gravel", "coffee"))
+    assert [f.name for f in folders] == ["gravel", "coffee"]
+    seqs = {scene_key(s.name): s for s in find_sequences(tmp_path)}
+    assert sorted(seqs) == ["coffee", "gravel"]
+    seq = seqs["coffee"]
+    assert len(seq.images) == 1 + 2 * len(NUISANCES)
+    rgb = cv2.cvtColor(cv2.imread(str(seq.images[0])), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(rgb, quantize_u8(bundled_rgb("coffee", 768)))
+    views = nuisance_pairs(seed=1, photos="coffee", color=True)
+    views += nuisance_pairs(seed=2, photos="coffee", color=True)
+    for k, pair in enumerate(views):
+        image = cv2.cvtColor(cv2.imread(str(seq.images[k + 1])), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(image, pair.image1), pair.name
+        np.testing.assert_allclose(seq.homographies[k], pair.H, rtol=1e-10, atol=1e-12)
+    with pytest.raises(EmptyInputError):
+        write_nuisance_scenes(tmp_path, photos=())
+
+
 @pytest.mark.slow
 def test_held_out_benchmark_runs_the_matching_command(tmp_path):
     """benchmarks/held_out_matching.py: the unchanged evaluate-matching report, one group per family."""
@@ -187,3 +234,31 @@ def test_held_out_benchmark_runs_the_matching_command(tmp_path):
     text = json.dumps(result)
     for family in NUISANCES:
         assert f"nuisance-{family}" in text
+
+
+@pytest.mark.slow
+def test_held_out_retrieval_benchmark_scores_the_network_and_its_colour_ensembles(tmp_path):
+    """benchmarks/held_out_retrieval.py: the scenes report over whole held-out photos, five rows."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "held_out_retrieval.py"
+    spec = importlib.util.spec_from_file_location("held_out_retrieval", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(module.LEAVE_OUT).isdisjoint(HELD_OUT_PHOTOS)
+    out = tmp_path / "report"
+    # gem:bundled never trained on the held-out photos, so it may be scored on them
+    args = ["--network", "bundled", "--photos", "coffee,chelsea,gravel", "--seeds", "1"]
+    assert module.main([*args, "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    rows = result["rows"]
+    assert len(rows) == 5 and rows[0]["spec"] == "gem:bundled"
+    assert [r["spec"].rsplit("/", 1)[-1] for r in rows[1:]] == [
+        "gem_tch.yaml",
+        "gem_color.yaml",
+        "transformed-color-hist",
+        "color-hist",
+    ]
+    assert all(0.0 < r["scores"]["map"] <= 1.0 for r in rows), rows

@@ -49,7 +49,7 @@ def test_evaluate_retrieval_without_descriptors_scores_the_default_one(tmp_path,
     args = ["evaluate", "retrieval", "--data", str(data), "--benchmark", "ukbench"]
     assert main([*args, "--no-baselines", "--out", str(out)]) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [r["spec"] for r in rows] == [best_shipped_global_descriptor()] == ["gem-tch"]
+    assert [r["spec"] for r in rows] == [best_shipped_global_descriptor()] == ["gem-color"]
 
 
 @pytest.mark.slow

@@ -138,10 +138,11 @@ def test_the_default_global_descriptor_is_the_first_installed_candidate():
 
     assert GLOBAL_SHIPPED_CANDIDATES
     assert all(is_shipped("descriptor", spec) for spec in GLOBAL_SHIPPED_CANDIDATES)
-    assert best_shipped_global_descriptor() == GLOBAL_SHIPPED_CANDIDATES[0] == "gem-tch"
+    assert best_shipped_global_descriptor() == GLOBAL_SHIPPED_CANDIDATES[0] == "gem-color"
     # a composite counts only through its members; a plain weightless name never does
     assert not is_shipped("descriptor", "ensemble") and not is_shipped("descriptor", "no-such-name")
     assert not is_shipped("descriptor", "gem-tch:bundled")
+    assert is_shipped("descriptor", "gem-tch")  # registered beside the default, not a candidate
 
 
 def test_a_composite_is_shipped_only_when_every_member_with_weights_is(monkeypatch):
@@ -153,26 +154,31 @@ def test_a_composite_is_shipped_only_when_every_member_with_weights_is(monkeypat
     )
     from lookalike.descriptors.image.shipped import best_shipped_global_descriptor
 
-    assert not real("descriptor", "gem-tch")  # gem:bundled reported missing -> gem-tch is too
+    assert not real("descriptor", "gem-color")  # gem:bundled reported missing -> gem-color is too
+    assert not real("descriptor", "gem-tch")
     assert real("descriptor", "transformed-color-hist") is False  # weightless, not a composite
     assert best_shipped_global_descriptor() == "dolg:bundled"
 
 
-def test_the_default_composite_is_the_gem_tch_ensemble_file():
+@pytest.mark.parametrize(
+    ("name", "file", "histogram"),
+    [("gem-color", "gem_color", "color-hist"), ("gem-tch", "gem_tch", "transformed-color-hist")],
+)
+def test_each_composite_is_its_ensemble_file(name, file, histogram):
     from lookalike.descriptors.image.ensemble import load_ensemble
 
-    ens = load_ensemble(ROOT / "configs" / "ensembles" / "gem_tch.yaml").eval()
-    default = lookalike.create("descriptor", "gem-tch").eval()
-    assert ens.specs == default.specs == ["gem:bundled", "transformed-color-hist"]
-    assert default.family_weights == [1.0, 1.0]
+    ens = load_ensemble(ROOT / "configs" / "ensembles" / f"{file}.yaml").eval()
+    composite = lookalike.create("descriptor", name).eval()
+    assert ens.specs == composite.specs == ["gem:bundled", histogram]
+    assert composite.family_weights == [1.0, 1.0]
     x = torch.nn.functional.interpolate(_photo("coffee"), size=(96, 128), mode="area")
     gem = lookalike.create("descriptor", "gem:bundled")
-    tch = lookalike.create("descriptor", "transformed-color-hist")
+    hist = lookalike.create("descriptor", histogram)
     with torch.no_grad():
-        expected = torch.nn.functional.normalize(torch.cat([gem(x), tch(x)], dim=1), dim=1)
-        torch.testing.assert_close(default(x), expected)
+        expected = torch.nn.functional.normalize(torch.cat([gem(x), hist(x)], dim=1), dim=1)
+        torch.testing.assert_close(composite(x), expected)
         torch.testing.assert_close(ens(x), expected)
-    assert default.weights_files() == [_path("gem")]
+    assert composite.weights_files() == [_path("gem")]
 
 
 def test_the_gem_colour_ensemble_file_fuses_shipped_members_with_equal_weights():
@@ -189,3 +195,26 @@ def test_the_gem_colour_ensemble_file_fuses_shipped_members_with_equal_weights()
     with torch.no_grad():
         expected = torch.nn.functional.normalize(torch.cat([gem(x), hist(x)], dim=1), dim=1)
         torch.testing.assert_close(ens(x), expected)
+
+
+def test_the_leave_out_recipe_is_the_shipped_recipe_on_fewer_photos():
+    """configs/gem_bundled_leave_out.yaml trains what gem:bundled trains, minus the proxy's photos."""
+    import importlib.util
+
+    from lookalike.data.bundled import HELD_OUT_PHOTOS
+
+    script = ROOT / "benchmarks" / "held_out_retrieval.py"
+    spec = importlib.util.spec_from_file_location("held_out_retrieval", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = to_dict(load_config(TrainRecipe, ROOT / "configs" / "gem_bundled.yaml", []))
+    leave_out = to_dict(
+        load_config(TrainRecipe, ROOT / "configs" / "gem_bundled_leave_out.yaml", [])
+    )
+    photos = set(leave_out["data"]["kwargs"].pop("photos"))
+    default = set(lookalike.create("dataset", "bundled_instances", photos=None).photos)
+    assert photos == default - set(module.LEAVE_OUT) and not photos & set(HELD_OUT_PHOTOS)
+    # a shorter CPU budget (1200 steps, float32 where bf16 is slower) is all that differs
+    for key in ("name", "steps", "bf16", "val_every"):
+        shipped.pop(key), leave_out.pop(key)
+    assert leave_out == shipped

@@ -170,7 +170,7 @@ def test_a_composite_default_is_checksummed_over_its_members_weights():
 
     from lookalike.core.weights import sha256_file
 
-    d = load_descriptor("gem-tch")  # gem:bundled + transformed-color-hist, no file of its own
+    d = load_descriptor("gem-color")  # gem:bundled + color-hist, no file of its own
     (gem_file,) = d.model.weights_files()
     assert d.sha256 == hashlib.sha256(sha256_file(gem_file).encode()).hexdigest()
     assert d.sha256 != sha256_file(gem_file) and load_descriptor("color-hist").sha256 is None

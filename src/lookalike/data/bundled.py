@@ -23,6 +23,7 @@ __all__ = [
     "Photo",
     "bundled_gray",
     "bundled_photos",
+    "bundled_rgb",
     "list_bundled_photos",
     "stereo_pair",
 ]
@@ -133,6 +134,18 @@ def bundled_photos(names: list[str] | None = None) -> list[Photo]:
     return [_load(name) for name in chosen]
 
 
+def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` shrunk (area averaging) so that its longer side is at most ``max_side``, float32."""
+    import cv2
+
+    side = max(image.shape[:2])
+    if side > max_side:
+        f = max_side / side
+        size = (round(image.shape[1] * f), round(image.shape[0] * f))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
 def bundled_gray(name: str, max_side: int) -> np.ndarray:
     """``(H, W)`` float32 gray bundled photo in [0, 1], shrunk (area averaging) to ``max_side``.
 
@@ -140,15 +153,20 @@ def bundled_gray(name: str, max_side: int) -> np.ndarray:
         >>> bundled_gray("camera", 256).shape, bundled_gray("camera", 1024).shape
         ((256, 256), (512, 512))
     """
-    import cv2
+    return _shrink(bundled_photos([name])[0].gray_array, max_side)
 
-    gray = bundled_photos([name])[0].gray_array
-    side = max(gray.shape)
-    if side > max_side:
-        f = max_side / side
-        size = (round(gray.shape[1] * f), round(gray.shape[0] * f))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(gray, dtype=np.float32)
+
+def bundled_rgb(name: str, max_side: int) -> np.ndarray:
+    """``(H, W, 3)`` float32 RGB bundled photo in [0, 1], shrunk (area averaging) to ``max_side``.
+
+    Gray photos come with three equal channels.
+
+    Example:
+        >>> rgb = bundled_rgb("coffee", 300)
+        >>> rgb.shape, rgb.dtype.name, bool(rgb.max() <= 1.0)
+        ((200, 300, 3), 'float32', True)
+    """
+    return _shrink(bundled_photos([name])[0].rgb.astype(np.float32) / 255.0, max_side)
 
 
 def stereo_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -44,7 +44,7 @@ import numpy as np
 
 from lookalike.core.check import check_not_empty
 from lookalike.core.errors import OptionError
-from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_gray
+from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_gray, bundled_rgb
 from lookalike.data.illumination import random_illumination
 from lookalike.data.images import quantize_u8
 from lookalike.geometry import WarpRanges, homography_jacobian, random_homography, warp_image
@@ -55,6 +55,7 @@ __all__ = [
     "NUISANCE_WARPS",
     "nuisance_pairs",
     "render_zoomed",
+    "write_nuisance_scenes",
     "write_nuisance_sequences",
 ]
 
@@ -126,16 +127,28 @@ def render_zoomed(image: np.ndarray, H: Any) -> np.ndarray:
     return warp_image(image, H)
 
 
-def _pair(gray: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """``(view0 uint8, view1 uint8, H)`` of one family."""
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """``image`` (uint8 gray or RGB) after a JPEG round trip at ``quality``."""
+    import cv2
+
+    if image.ndim == 2:
+        _, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # OpenCV's YCbCr assumes BGR order
+    _, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _pair(image: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``(view0 uint8, view1 uint8, H)`` of one family, gray ``(H, W)`` or RGB ``(H, W, 3)``."""
     import cv2
 
     ranges = NUISANCE_WARPS[family]
     if family == "zoom" and rng.random() < 0.5:  # rotate either way
         lo, hi = ranges.rotation
         ranges = dataclasses.replace(ranges, rotation=(-hi, -lo))
-    H = random_homography(rng, gray.shape[:2], ranges)
-    v0, v1 = gray, render_zoomed(gray, H)
+    H = random_homography(rng, image.shape[:2], ranges)
+    v0, v1 = image, render_zoomed(image, H)
     if family == "blur":
         sigma = float(rng.uniform(*_BLUR_SIGMA))
         v1 = cv2.GaussianBlur(v1, (0, 0), sigmaX=sigma, sigmaY=sigma)
@@ -144,9 +157,7 @@ def _pair(gray: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.n
         v1 = random_illumination(v1, rng, None, strength=_LIGHT_STRENGTH)
     u0, u1 = quantize_u8(v0), quantize_u8(v1)
     if family == "jpeg":
-        quality = int(rng.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1))
-        _, buf = cv2.imencode(".jpg", u1, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        u1 = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        u1 = _jpeg(u1, int(rng.integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1)))
     return u0, u1, H
 
 
@@ -155,16 +166,19 @@ def nuisance_pairs(
     seed: int = 0,
     photos: Sequence[str] = HELD_OUT_PHOTOS,
     nuisances: Sequence[str] = NUISANCES,
+    color: bool = False,
 ) -> list[Any]:
     """One pair per photo and nuisance family (module Convention).
 
     Each pair is drawn from ``seed``, the photo's name and the family only, so asking for fewer photos or
-    families gives the same pairs for those asked.
+    families gives the same pairs for those asked; in colour the views get the same homographies and
+    nuisance draws as in gray.
 
     Args:
         seed: the draw (pairs of different seeds are independent).
         photos: bundled photo names (default: the held-out ones; one name may be given as a string).
         nuisances: families among :data:`NUISANCES`.
+        color: ``(H, W, 3)`` RGB views instead of gray ones.
 
     Returns:
         :class:`~lookalike.eval.protocols.demo.DemoPair` s named ``"<photo> <family>"``, photo-major.
@@ -186,12 +200,15 @@ def nuisance_pairs(
         if name not in NUISANCE_WARPS:
             raise OptionError(f"nuisances: expected names among {list(NUISANCES)}, got {name!r}")
     out = []
+    if not isinstance(color, bool):
+        raise OptionError(f"color: expected True or False, got {color!r}")
+    load = bundled_rgb if color else bundled_gray
     for photo in photos:
-        gray = bundled_gray(photo, NUISANCE_MAX_SIDE)
+        image = load(photo, NUISANCE_MAX_SIDE)
         key = zlib.crc32(photo.encode())  # a pair does not depend on the other photos asked for
         for name in nuisances:
             rng = np.random.default_rng([int(seed), key, NUISANCES.index(name), 22])
-            u0, u1, H = _pair(gray, name, rng)
+            u0, u1, H = _pair(image, name, rng)
             out.append(DemoPair(f"{photo} {name}", photo, name, u0, u1, H))
     return out
 
@@ -231,4 +248,52 @@ def write_nuisance_sequences(
                     raise OSError(f"could not write {folder / f'{k}.png'}")
             np.savetxt(folder / "H_1_2", np.asarray(pair.H, dtype=np.float64), fmt="%.12g")
             folders.append(folder)
+    return folders
+
+
+def write_nuisance_scenes(
+    root: str | os.PathLike[str],
+    *,
+    seeds: Sequence[int] = (0, 1),
+    photos: Sequence[str] = HELD_OUT_PHOTOS,
+    nuisances: Sequence[str] = NUISANCES,
+) -> list[Path]:
+    """Write one colour HPatches-layout sequence per photo: a retrieval set of distinct scenes.
+
+    ``root/<photo>/1.png`` is the RGB photo (longer side :data:`NUISANCE_MAX_SIDE`); ``2.png``,
+    ``3.png``... are the second views of its colour pairs (:func:`nuisance_pairs` with ``color=True``),
+    seed-major then family, each with its ``H_1_<k>``. ``lookalike evaluate retrieval --benchmark
+    scenes --data root`` then scores whole-photo retrieval under the five nuisances: query one view,
+    retrieve the other views of its photo. Existing files are overwritten.
+
+    Example:
+        >>> import tempfile
+        >>> from lookalike.data.sequences import find_sequences
+        >>> from lookalike.eval.protocols.retrieval_benchmarks import scene_key
+        >>> root = tempfile.mkdtemp()
+        >>> _ = write_nuisance_scenes(root, seeds=(0,), photos=("coffee", "chelsea"), nuisances=("blur", "jpeg"))
+        >>> [(scene_key(s.name), len(s.images)) for s in find_sequences(root)]
+        [('chelsea', 3), ('coffee', 3)]
+    """
+    import cv2
+
+    seeds = [int(s) for s in seeds]
+    check_not_empty(seeds, "seeds")
+    photos = [photos] if isinstance(photos, str) else list(photos)
+    check_not_empty(photos, "photos")
+    folders = []
+    for photo in photos:
+        folder = Path(root) / photo
+        folder.mkdir(parents=True, exist_ok=True)
+        views = [quantize_u8(bundled_rgb(photo, NUISANCE_MAX_SIDE))]
+        for seed in seeds:
+            for pair in nuisance_pairs(seed=seed, photos=(photo,), nuisances=nuisances, color=True):
+                views.append(pair.image1)
+                np.savetxt(
+                    folder / f"H_1_{len(views)}", np.asarray(pair.H, np.float64), fmt="%.12g"
+                )
+        for k, image in enumerate(views, start=1):
+            if not cv2.imwrite(str(folder / f"{k}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"could not write {folder / f'{k}.png'}")
+        folders.append(folder)
     return folders
