@@ -86,6 +86,17 @@ def randomize_(module: torch.nn.Module, seed: int = 0, *, scale: float = 0.3) ->
 
 
 @pytest.hookimpl(tryfirst=True)
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` imported as a module (benchmarks are not a package)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs the real evaluation data ``data`` (before ``-m`` deselects)."""
     for item in items:

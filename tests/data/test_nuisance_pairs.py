@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.bundled import HELD_OUT_PHOTOS
 from lookalike.data.nuisance_pairs import (
@@ -220,14 +221,9 @@ def test_written_scenes_hold_the_photo_and_the_colour_views(tmp_path):
 @pytest.mark.slow
 def test_held_out_benchmark_runs_the_matching_command(tmp_path):
     """benchmarks/held_out_matching.py: the unchanged evaluate-matching report, one group per family."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "held_out_matching.py"
-    spec = importlib.util.spec_from_file_location("held_out_matching", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("held_out_matching")
     out = tmp_path / "report"
     assert module.main(["--seeds", "1", "--descriptors", "sift", "--out", str(out)]) == 0
     result = json.loads((out / "results.json").read_text())
@@ -239,14 +235,9 @@ def test_held_out_benchmark_runs_the_matching_command(tmp_path):
 @pytest.mark.slow
 def test_held_out_retrieval_benchmark_scores_the_network_and_its_colour_ensembles(tmp_path):
     """benchmarks/held_out_retrieval.py: the scenes report over whole held-out photos, five rows."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "held_out_retrieval.py"
-    spec = importlib.util.spec_from_file_location("held_out_retrieval", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("held_out_retrieval")
     assert set(module.LEAVE_OUT).isdisjoint(HELD_OUT_PHOTOS)
     out = tmp_path / "report"
     # gem:bundled never trained on the held-out photos, so it may be scored on them

@@ -199,14 +199,10 @@ def test_the_gem_colour_ensemble_file_fuses_shipped_members_with_equal_weights()
 
 def test_the_leave_out_recipe_is_the_shipped_recipe_on_fewer_photos():
     """configs/gem_bundled_leave_out.yaml trains what gem:bundled trains, minus the proxy's photos."""
-    import importlib.util
-
+    from conftest import load_benchmark
     from lookalike.data.bundled import HELD_OUT_PHOTOS
 
-    script = ROOT / "benchmarks" / "held_out_retrieval.py"
-    spec = importlib.util.spec_from_file_location("held_out_retrieval", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("held_out_retrieval")
     shipped = to_dict(load_config(TrainRecipe, ROOT / "configs" / "gem_bundled.yaml", []))
     leave_out = to_dict(
         load_config(TrainRecipe, ROOT / "configs" / "gem_bundled_leave_out.yaml", [])

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
 import lookalike
+from conftest import load_benchmark
 from lookalike.core.weights import save_weights
 from reid.formats import write_viper
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "viper.py"
-
 
 def _viper_script():
-    spec = importlib.util.spec_from_file_location("viper_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("viper")
 
 
 def test_reused_network_gets_its_xqda_and_fused_rows(tmp_path, capsys):
