@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--network", required=True, help="gem weights file (never trained on --photos)"
+        "--network",
+        required=True,
+        help="gem weights file, or 'bundled' (either never trained on --photos)",
     )
     parser.add_argument(
         "--photos",

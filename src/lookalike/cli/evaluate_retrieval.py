@@ -227,9 +227,9 @@ def add_evaluate_command(protocols: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS, help="which benchmark")
     parser.add_argument(
         "--descriptors",
-        help="comma-separated specs: gem-color, gem-tch, gem:bundled, gem:FILE, dolg:FILE, hybrid_swin:FILE, "
-        "color-hist, transformed-color-hist, or an ensemble YAML file (members: [...]) (default: the "
-        "best shipped one, the default of index build / serve: gem-color)",
+        help="comma-separated specs: gem-color, gem-tch, gem:bundled, gem:FILE, dolg:FILE, "
+        "hybrid_swin:FILE, color-hist, transformed-color-hist, or an ensemble YAML file (members: "
+        "[...]) (default: the best shipped one, the default of index build / serve: gem-color)",
     )
     parser.add_argument(
         "--rerank",

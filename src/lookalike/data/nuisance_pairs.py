@@ -199,10 +199,10 @@ def nuisance_pairs(
     for name in nuisances:
         if name not in NUISANCE_WARPS:
             raise OptionError(f"nuisances: expected names among {list(NUISANCES)}, got {name!r}")
-    out = []
     if not isinstance(color, bool):
         raise OptionError(f"color: expected True or False, got {color!r}")
     load = bundled_rgb if color else bundled_gray
+    out = []
     for photo in photos:
         image = load(photo, NUISANCE_MAX_SIDE)
         key = zlib.crc32(photo.encode())  # a pair does not depend on the other photos asked for
@@ -271,7 +271,9 @@ def write_nuisance_scenes(
         >>> from lookalike.data.sequences import find_sequences
         >>> from lookalike.eval.protocols.retrieval_benchmarks import scene_key
         >>> root = tempfile.mkdtemp()
-        >>> _ = write_nuisance_scenes(root, seeds=(0,), photos=("coffee", "chelsea"), nuisances=("blur", "jpeg"))
+        >>> _ = write_nuisance_scenes(
+        ...     root, seeds=(0,), photos=("coffee", "chelsea"), nuisances=("blur", "jpeg")
+        ... )
         >>> [(scene_key(s.name), len(s.images)) for s in find_sequences(root)]
         [('chelsea', 3), ('coffee', 3)]
     """
