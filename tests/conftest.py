@@ -85,7 +85,6 @@ def randomize_(module: torch.nn.Module, seed: int = 0, *, scale: float = 0.3) ->
     return module
 
 
-@pytest.hookimpl(tryfirst=True)
 def load_benchmark(name: str):
     """The script ``benchmarks/<name>.py`` imported as a module (benchmarks are not a package)."""
     import importlib.util
@@ -97,6 +96,7 @@ def load_benchmark(name: str):
     return module
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs the real evaluation data ``data`` (before ``-m`` deselects)."""
     for item in items:

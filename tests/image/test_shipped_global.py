@@ -181,22 +181,6 @@ def test_each_composite_is_its_ensemble_file(name, file, histogram):
     assert composite.weights_files() == [_path("gem")]
 
 
-def test_the_gem_colour_ensemble_file_fuses_shipped_members_with_equal_weights():
-    from lookalike.descriptors.image.ensemble import load_ensemble
-
-    ens = load_ensemble(ROOT / "configs" / "ensembles" / "gem_color.yaml").eval()
-    assert ens.specs == ["gem:bundled", "color-hist"] and is_shipped("descriptor", "gem:bundled")
-    assert ens.family_weights == [1.0, 1.0]
-    x = torch.nn.functional.interpolate(_photo("astronaut"), size=(96, 96), mode="area")
-    gem, hist = (
-        lookalike.create("descriptor", "gem:bundled"),
-        lookalike.create("descriptor", "color-hist"),
-    )
-    with torch.no_grad():
-        expected = torch.nn.functional.normalize(torch.cat([gem(x), hist(x)], dim=1), dim=1)
-        torch.testing.assert_close(ens(x), expected)
-
-
 def test_the_leave_out_recipe_is_the_shipped_recipe_on_fewer_photos():
     """configs/gem_bundled_leave_out.yaml trains what gem:bundled trains, minus the proxy's photos."""
     from conftest import load_benchmark
