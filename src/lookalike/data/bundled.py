@@ -136,14 +136,9 @@ def bundled_photos(names: list[str] | None = None) -> list[Photo]:
 
 def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     """``image`` shrunk (area averaging) so that its longer side is at most ``max_side``, float32."""
-    import cv2
+    from lookalike.matching.resize import shrink_image
 
-    side = max(image.shape[:2])
-    if side > max_side:
-        f = max_side / side
-        size = (round(image.shape[1] * f), round(image.shape[0] * f))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image, dtype=np.float32)
+    return np.ascontiguousarray(shrink_image(image, max_side)[0], dtype=np.float32)
 
 
 def bundled_gray(name: str, max_side: int) -> np.ndarray:

@@ -46,7 +46,7 @@ from lookalike.core.check import check_not_empty
 from lookalike.core.errors import OptionError
 from lookalike.data.bundled import HELD_OUT_PHOTOS, bundled_gray, bundled_rgb
 from lookalike.data.illumination import random_illumination
-from lookalike.data.images import quantize_u8
+from lookalike.data.images import quantize_u8, write_image
 from lookalike.geometry import WarpRanges, homography_jacobian, random_homography, warp_image
 
 __all__ = [
@@ -234,7 +234,6 @@ def write_nuisance_sequences(
         >>> [(s.name, sequence_group(s.name), len(s.images)) for s in find_sequences(root)]
         [('nuisance-blur/coffee-0', 'nuisance-blur', 2)]
     """
-    import cv2
 
     seeds = [int(s) for s in seeds]
     check_not_empty(seeds, "seeds")
@@ -244,8 +243,7 @@ def write_nuisance_sequences(
             folder = Path(root) / f"nuisance-{pair.strength}" / f"{pair.photo}-{seed}"
             folder.mkdir(parents=True, exist_ok=True)
             for k, image in enumerate((pair.image0, pair.image1), start=1):
-                if not cv2.imwrite(str(folder / f"{k}.png"), image):
-                    raise OSError(f"could not write {folder / f'{k}.png'}")
+                write_image(folder / f"{k}.png", image)
             np.savetxt(folder / "H_1_2", np.asarray(pair.H, dtype=np.float64), fmt="%.12g")
             folders.append(folder)
     return folders
@@ -277,7 +275,6 @@ def write_nuisance_scenes(
         >>> [(scene_key(s.name), len(s.images)) for s in find_sequences(root)]
         [('chelsea', 3), ('coffee', 3)]
     """
-    import cv2
 
     seeds = [int(s) for s in seeds]
     check_not_empty(seeds, "seeds")
@@ -295,7 +292,6 @@ def write_nuisance_scenes(
                     folder / f"H_1_{len(views)}", np.asarray(pair.H, np.float64), fmt="%.12g"
                 )
         for k, image in enumerate(views, start=1):
-            if not cv2.imwrite(str(folder / f"{k}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"could not write {folder / f'{k}.png'}")
+            write_image(folder / f"{k}.png", image)
         folders.append(folder)
     return folders
