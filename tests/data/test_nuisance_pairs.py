@@ -10,8 +10,10 @@ from conftest import load_benchmark
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.bundled import HELD_OUT_PHOTOS
 from lookalike.data.nuisance_pairs import (
+    ALL_NUISANCES,
     NUISANCES,
     nuisance_pairs,
+    render_view,
     render_zoomed,
     write_nuisance_scenes,
     write_nuisance_sequences,
@@ -139,6 +141,53 @@ def test_render_zoomed_blurs_only_zoom_outs():
     assert ours < 0.6 * aliased
 
 
+def test_wide_is_drawn_only_when_asked_and_leaves_the_other_families_unchanged():
+    assert (*NUISANCES, "wide") == ALL_NUISANCES
+    assert "wide" not in {p.strength for p in nuisance_pairs(seed=0, photos="coffee")}
+    five = nuisance_pairs(seed=0, photos="coffee")
+    six = nuisance_pairs(seed=0, photos="coffee", nuisances=ALL_NUISANCES)
+    assert [p.strength for p in six] == list(ALL_NUISANCES)
+    for a, b in zip(five, six, strict=False):
+        assert np.array_equal(a.image1, b.image1) and np.array_equal(a.H, b.H)
+
+
+def test_wide_foreshortens_three_to_five_times_and_its_homography_aligns():
+    ratios = []
+    for seed in range(4):
+        p = nuisance_pairs(seed=seed, photos=("coffee",), nuisances=("wide",))[0]
+        s = np.linalg.svd(_centre_jacobian(p), compute_uv=False)
+        ratios.append(s[0] / s[1])
+        mask = _valid(p, erode=5)
+        assert mask.mean() > 0.05, seed
+        warped = warp_image(p.image0.astype(np.float32), p.H)
+        good = _corr(_edges(warped), _edges(p.image1), mask)
+        shift = np.array([[1, 0, 4], [0, 1, 3], [0, 0, 1.0]])
+        moved = warp_image(p.image0.astype(np.float32), shift @ p.H)
+        assert _corr(_edges(moved), _edges(p.image1), mask) < good - 0.15, seed
+    # ranges: anisotropy 0.2-0.35 (2.9-5:1); shear and perspective move it a little (24 draws: 3.07-4.94)
+    assert min(ratios) > 2.5 and max(ratios) < 6.0, ratios
+
+
+def test_render_view_blurs_along_the_shrunk_axis_only():
+    rows = (np.arange(64) // 2 % 2).astype(np.float32)  # 2-pixel rows: structure along y (std 0.25)
+    cols = (np.arange(64) % 2).astype(np.float32)  # 1-pixel columns: structure along x
+    img = 0.5 * rows[:, None] + 0.5 * cols[None, :]
+    squeeze = np.diag([0.25, 1.0, 1.0])  # x shrinks 4x, y stays
+    ours = render_view(img, squeeze)[8:56, 2:14]
+    theirs = render_zoomed(img, squeeze)[8:56, 2:14]
+    # along y nothing shrinks, so the rows survive (0.5 px floor blur only); render_zoomed's isotropic
+    # blur by the mean zoom (0.5) wipes most of them out. Measured: 0.197 vs 0.066
+    assert ours.std(axis=0).mean() > 0.15 and theirs.std(axis=0).mean() < 0.1
+    assert ours.std(axis=1).mean() < 0.02  # the columns are averaged away in x
+    # the shrunk axis matches area averaging (the oracle), far closer than the aliased warp
+    stripes = np.zeros((64, 64), np.float32)
+    stripes[:, ::2] = 1.0
+    area = cv2.resize(stripes, (16, 64), interpolation=cv2.INTER_AREA)[8:56, 2:14]
+    err = np.abs(render_view(stripes, squeeze)[8:56, 2:14] - area).mean()
+    aliased = np.abs(warp_image(stripes, squeeze)[8:56, 2:14] - area).mean()
+    assert err < 0.3 * aliased
+
+
 def test_one_name_may_be_a_string():
     one = nuisance_pairs(seed=2, photos="coffee", nuisances="blur")
     assert [p.name for p in one] == ["coffee blur"]
@@ -205,11 +254,11 @@ def test_written_scenes_hold_the_photo_and_the_colour_views(tmp_path):
     seqs = {scene_key(s.name): s for s in find_sequences(tmp_path)}
     assert sorted(seqs) == ["coffee", "gravel"]
     seq = seqs["coffee"]
-    assert len(seq.images) == 1 + 2 * len(NUISANCES)
+    assert len(seq.images) == 1 + 2 * len(ALL_NUISANCES)  # the default families include wide
     rgb = cv2.cvtColor(cv2.imread(str(seq.images[0])), cv2.COLOR_BGR2RGB)
     assert np.array_equal(rgb, quantize_u8(bundled_rgb("coffee", 768)))
-    views = nuisance_pairs(seed=1, photos="coffee", color=True)
-    views += nuisance_pairs(seed=2, photos="coffee", color=True)
+    views = nuisance_pairs(seed=1, photos="coffee", nuisances=ALL_NUISANCES, color=True)
+    views += nuisance_pairs(seed=2, photos="coffee", nuisances=ALL_NUISANCES, color=True)
     for k, pair in enumerate(views):
         image = cv2.cvtColor(cv2.imread(str(seq.images[k + 1])), cv2.COLOR_BGR2RGB)
         assert np.array_equal(image, pair.image1), pair.name
@@ -233,6 +282,22 @@ def test_held_out_benchmark_runs_the_matching_command(tmp_path):
 
 
 @pytest.mark.slow
+def test_held_out_matching_benchmark_passes_the_families_and_views(tmp_path):
+    """--nuisances picks the groups (wide included) and --views reaches the command's config."""
+    import json
+
+    module = load_benchmark("held_out_matching")
+    out = tmp_path / "report"
+    args = ["--seeds", "1", "--nuisances", "blur,wide", "--views", "1,2", "--descriptors", "sift"]
+    assert module.main([*args, "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    groups = result["descriptors"]["sift"]["groups"]
+    assert sorted(groups) == ["nuisance-blur", "nuisance-wide"]
+    assert groups["nuisance-wide"]["pairs"] == len(HELD_OUT_PHOTOS)
+    assert result["config"]["views"] == [1.0, 2.0]
+
+
+@pytest.mark.slow
 def test_held_out_retrieval_benchmark_scores_the_network_and_its_colour_ensembles(tmp_path):
     """benchmarks/held_out_retrieval.py: the scenes report over whole held-out photos, five rows."""
     import json
@@ -253,3 +318,28 @@ def test_held_out_retrieval_benchmark_scores_the_network_and_its_colour_ensemble
         "color-hist",
     ]
     assert all(0.0 < r["scores"]["map"] <= 1.0 for r in rows), rows
+
+
+def test_held_out_retrieval_rows_weight_the_histogram_as_asked(tmp_path):
+    import argparse
+
+    import yaml
+
+    module = load_benchmark("held_out_retrieval")
+    specs = module._rows("bundled", tmp_path, [1.0, 2.0]).split(",")
+    assert [s.rsplit("/", 1)[-1] for s in specs] == [
+        "gem:bundled",
+        "gem_tch.yaml",
+        "gem_color.yaml",
+        "gem_color_w2.yaml",
+        "transformed-color-hist",
+        "color-hist",
+    ]
+    plain = yaml.safe_load((tmp_path / "gem_color.yaml").read_text())
+    heavy = yaml.safe_load((tmp_path / "gem_color_w2.yaml").read_text())
+    assert plain == {"members": ["gem:bundled", "color-hist"]}
+    assert heavy == {**plain, "family_weights": [1.0, 2.0]}
+    assert module._weights("0.5,2") == [0.5, 2.0]
+    for bad in ("1,x", "0", "1,1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            module._weights(bad)
