@@ -121,9 +121,7 @@ _BLUR_SIGMA = (2.0, 3.5)  # Gaussian blur of view 1, pixels
 _JPEG_QUALITY = (5, 12)  # JPEG quality of view 1, inclusive
 _LIGHT_STRENGTH = 1.5  # random_illumination strength of each view
 _AA = 0.6  # anti-aliasing blur (source pixels) per unit of sqrt(1 / shrink^2 - 1), as render_zoomed
-_AA_FLOOR = (
-    0.5  # smallest blur of render_view along an axis (pixels), so the kernel is never a line
-)
+_AA_FLOOR = 0.5  # least blur of render_view along an axis (pixels): the kernel is never a line
 
 
 def render_zoomed(image: np.ndarray, H: Any) -> np.ndarray:
