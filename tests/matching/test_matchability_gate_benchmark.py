@@ -65,6 +65,6 @@ def test_fit_gate_folds_the_scaler_into_the_head(gate):
 def test_matchability_gate_benchmark_runs_end_to_end(gate, capsys):
     assert gate.main(["--seeds", "1", "--train-draws", "1", "--gammas", "3", "--control"]) == 0
     out = capsys.readouterr().out
-    assert "inner AUC" in out
+    assert "inner AUC" in out and "H@1" in out and "inliers" in out
     for row in ("| rootsift |", "| hardnet:bundled |", "| gated g3 |", "| gated g3 shuffled |"):
         assert row in out
