@@ -32,9 +32,9 @@ of the head 0.620), held-out MMA@3 / H@3, mutual matches per pair as correct + w
 
 (``--gammas 3 --control``). H@3 is saturated here; H@1 and RANSAC inliers per pair are not and show
 the homography cost the shared HPatches pairs showed: rootsift .76 / 207, hardnet:bundled .80 / 236,
-gated .71 / 203, shuffled .71 / 148. A scratch variant whose head also saw log(size) gave .646 / .716 / .762 /
-.793 at gamma 1 / 2 / 3 / 4 (H@3 .96 / .89 / .96 / .91). Not shipped; the stop-37 note has the one
-shared-data check and what is left.
+gated .71 / 203, shuffled .71 / 148. A scratch variant whose head also saw log(size) gave .646 /
+.716 / .762 / .793 at gamma 1 / 2 / 3 / 4 (H@3 .96 / .89 / .96 / .91). Not shipped; the stop-37 note
+has the one shared-data check and what is left.
 """
 
 from __future__ import annotations
@@ -70,10 +70,11 @@ def partner_labels(xy_a: np.ndarray, xy_b: np.ndarray, H: np.ndarray, tol: float
         >>> partner_labels(np.array([[0.0, 0.0], [5.0, 5.0]]), np.array([[1.0, 1.0]]), np.eye(3), 2.0)
         array([ True, False])
     """
+    from lookalike.geometry import project_points
+
     if len(xy_a) == 0 or len(xy_b) == 0:
         return np.zeros(len(xy_a), dtype=bool)
-    p = np.c_[xy_a, np.ones(len(xy_a))] @ np.asarray(H, dtype=np.float64).T
-    p = p[:, :2] / p[:, 2:]
+    p = project_points(H, np.asarray(xy_a, dtype=np.float64))
     d2 = ((p[:, None, :] - np.asarray(xy_b)[None]) ** 2).sum(-1)
     return d2.min(axis=1) <= tol * tol
 
