@@ -33,8 +33,19 @@ def _atss_bad(_) -> tuple:
 
 _PYRAMID = ((2, 4, 8, 8), (2, 8, 4, 4), (2, 16, 2, 2))
 
+
+def _unit_rows(n: int, d: int) -> torch.Tensor:
+    return torch.nn.functional.normalize(_rand(n, d) - 0.5, dim=1)
+
+
 EXAMPLES = {
     "layer": {
+        "matchability_gate": Example(
+            kwargs={"dim": 8, "gamma": 2.0},
+            inputs=lambda _: (_unit_rows(3, 8),),
+            bad=lambda _: (_unit_rows(3, 7),),
+            out_shape=(3, 9),
+        ),
         "se": Example(
             kwargs={"channels": 8, "rd_channels": 2},
             inputs=lambda _: (_rand(2, 8, 5, 5),),

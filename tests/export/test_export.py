@@ -58,11 +58,14 @@ def test_onnx_runtime_and_torchscript_reproduce_pytorch(name, tmp_path):
             assert np.allclose(np.linalg.norm(got[[0, 2]], axis=1), 1.0, atol=1e-5)
 
 
-def test_shipped_weights_export_and_metadata(tmp_path):
-    model = lookalike.create("descriptor", "hardnet:bundled")
-    path = export_descriptor(model, tmp_path / "hardnet.onnx", name="hardnet:bundled")
+@pytest.mark.parametrize(
+    ("spec", "dim"), [("hardnet:bundled", 128), ("hardnet_gated:bundled", 129)]
+)
+def test_shipped_weights_export_and_metadata(tmp_path, spec, dim):
+    model = lookalike.create("descriptor", spec)
+    path = export_descriptor(model, tmp_path / "net.onnx", name=spec)
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["lookalike.name"] == "hardnet:bundled" and meta["lookalike.dim"] == "128"
+    assert meta["lookalike.name"] == spec and meta["lookalike.dim"] == str(dim)
     x = _inputs(model, 64)
     got = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():

@@ -21,7 +21,17 @@ from lookalike.descriptors.patch._inference import (
 )
 from lookalike.descriptors.patch._quantize import int8_engine
 
-NETS = ["l2net", "hardnet", "hardnet8", "hardnet7x2", "hardnet8x2", "hardnet9", "sosnet", "tfeat"]
+NETS = [
+    "l2net",
+    "hardnet",
+    "hardnet8",
+    "hardnet7x2",
+    "hardnet8x2",
+    "hardnet9",
+    "sosnet",
+    "tfeat",
+    "hardnet_gated",
+]
 needs_bf16 = pytest.mark.skipif(
     not bf16_supported("cpu"), reason="this CPU has no native bfloat16 (AVX512-BF16/AMX)"
 )
@@ -44,6 +54,10 @@ def _cached(name: str) -> nn.Module:
     torch.manual_seed(0)
     net = lookalike.create("descriptor", name)
     _randomise_bn(net)
+    gate = getattr(net, "gate", None)
+    if gate is not None:  # a head that varies, so the fused gate is exercised (zero by default)
+        nn.init.normal_(gate.score.weight, std=3.0)
+        nn.init.normal_(gate.score.bias)
     return net
 
 

@@ -106,6 +106,10 @@ class PatchNet(Descriptor):
         """A float32 module equal to :meth:`project`, independent of ``self``, for the fused network."""
         return nn.Identity()
 
+    def _fused_tail(self) -> nn.Module | None:
+        """A float32 module applied to the fused network's unit rows (default: none)."""
+        return None
+
     def fuse_for_inference(
         self,
         *,
@@ -173,4 +177,5 @@ class PatchNet(Descriptor):
             channels_last=channels_last,
             compile=compile,
             dynamic=dynamic,
+            tail=self._fused_tail(),
         )

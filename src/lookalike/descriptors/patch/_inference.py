@@ -104,10 +104,12 @@ class _FusedCore(nn.Module):
         eps: float,
         dtype: torch.dtype,
         channels_last: bool,
+        tail: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.body = body
         self.head = head
+        self.tail = tail if tail is not None else nn.Identity()
         self.kind = kind
         self.eps = eps
         self.dtype = dtype
@@ -120,7 +122,7 @@ class _FusedCore(nn.Module):
         if self.channels_last:
             x = x.to(memory_format=torch.channels_last)
         feats = self.body(x).flatten(1)
-        return normalize_descriptors(self.head(feats.float()), flat, torch.float32)
+        return self.tail(normalize_descriptors(self.head(feats.float()), flat, torch.float32))
 
 
 def _int8_body(
@@ -144,6 +146,8 @@ class FusedPatchNet(nn.Module):
     Args:
         body: the folded convolutional trunk.
         head: maps the flattened float32 trunk output to the raw descriptor (e.g. a PCA).
+        tail: optional float32 module applied to the unit rows after the normalisation (a
+            :class:`~lookalike.layers.matchability.MatchabilityGate`); ``D`` is its output size.
         kind: input standardisation, ``"std"`` or ``"instance"``
             (see :func:`~lookalike.descriptors.patch._functional.standardize_patches`).
         eps: its epsilon.
@@ -192,6 +196,7 @@ class FusedPatchNet(nn.Module):
         channels_last: bool = True,
         compile: bool = False,
         dynamic: bool | None = None,
+        tail: nn.Module | None = None,
     ) -> None:
         super().__init__()
         check_option(dtype, FUSED_DTYPES, "dtype")
@@ -215,7 +220,13 @@ class FusedPatchNet(nn.Module):
         if channels_last:
             body = body.to(memory_format=torch.channels_last)
         self.core = _FusedCore(
-            body, head.float(), kind=kind, eps=eps, dtype=dtype, channels_last=channels_last
+            body,
+            head.float(),
+            kind=kind,
+            eps=eps,
+            dtype=dtype,
+            channels_last=channels_last,
+            tail=tail.float() if tail is not None else None,
         )
         self.core.eval().requires_grad_(False)
         self.compiled = compile

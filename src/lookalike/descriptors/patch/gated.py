@@ -1,0 +1,77 @@
+"""HardNet with a matchability gate folded into its rows (issue 10): ``(B, 1, P, P)`` → ``(B, dim + 1)``.
+
+The trunk and head are :class:`~lookalike.descriptors.patch.hardnet.HardNet`'s; after the L2
+normalisation a :class:`~lookalike.layers.matchability.MatchabilityGate` (a linear "has a partner"
+score on the row) maps each unit row ``x`` to ``[sqrt(q) x, sqrt(1 - q)]``. Keypoints unlikely to
+have a partner in the other view crowd toward one shared axis, so a mutual-NN matcher keeps fewer,
+surer matches. The shipped ``bundled`` weights are ``hardnet:bundled``'s trunk plus a gate fitted by
+``lookalike fit-gate`` on nuisance pairs of the training photos (never the held-out ones, never the
+evaluation data).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from lookalike._registry import register
+from lookalike.core.weights import WeightSpec
+from lookalike.descriptors.patch.hardnet import HardNet
+from lookalike.layers.matchability import MatchabilityGate
+
+__all__ = ["HardNetGated"]
+
+#: ``hardnet:bundled``'s trunk plus a gate fitted by
+#: ``lookalike fit-gate --base hardnet:bundled --out src/lookalike/weights/hardnet_gated_bundled.safetensors``
+#: (the file's metadata holds the base's recipe, the gate's fit and its held-out validation numbers).
+HARDNET_GATED_WEIGHTS = {
+    "bundled": WeightSpec(
+        file="hardnet_gated_bundled.safetensors",
+        sha256="5fa3d09aa980833a0dcd126ca8b2ba53388445278c33fb310494d22c88e40d84",
+        description="hardnet:bundled with a matchability gate fitted on training-photo pairs",
+    ),
+}
+
+
+@register("descriptor", "hardnet_gated", weights=HARDNET_GATED_WEIGHTS)
+class HardNetGated(HardNet):
+    """HardNet whose unit rows carry a learned matchability gate; ``dim + 1`` outputs.
+
+    Args:
+        dim: size of the HardNet row before the gate (the output has one more coordinate).
+        dropout: dropout probability before the final convolution.
+        patch_size: 32, 48 or 64.
+        gamma: the gate's exponent (``q = sigmoid(w · x + b) ** gamma``).
+
+    Shape:
+        - Input: ``(B, 1, P, P)`` patches in [0, 1].
+        - Output: ``(B, dim + 1)``, rows L2-normalised (flat patches: all-zero rows).
+
+    Convention:
+        - The trunk's state-dict keys are HardNet's (``features.*``); the gate adds ``gate.score.*``.
+          An untrained gate (zero head) gives ``q = 0.5 ** gamma`` for every row, which only scales
+          the cosine of every pair alike, i.e. it leaves nearest-neighbour rankings unchanged.
+        - ``fuse_for_inference`` keeps the gate (float32) after the fused trunk's normalisation.
+
+    Example:
+        >>> import torch, lookalike
+        >>> net = lookalike.create("descriptor", "hardnet_gated").eval()
+        >>> net(torch.rand(4, 1, 32, 32)).shape
+        torch.Size([4, 129])
+    """
+
+    def __init__(
+        self, *, dim: int = 128, dropout: float = 0.3, patch_size: int = 32, gamma: float = 3.0
+    ) -> None:
+        super().__init__(dim=dim, dropout=dropout, patch_size=patch_size)
+        self.gate = MatchabilityGate(self.dim, gamma=gamma)
+        self.dim = self.dim + 1
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """HardNet's unit rows, then the gate: ``(B, dim + 1)`` in the features' dtype."""
+        return self.gate(super().forward_head(features))
+
+    def _fused_tail(self) -> nn.Module:
+        return copy.deepcopy(self.gate).float().eval().requires_grad_(False)
