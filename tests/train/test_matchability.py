@@ -80,6 +80,10 @@ def test_fit_gated_weights_refuses_held_out_photos_and_other_networks(tmp_path):
         fit_gated_weights(tmp_path / "g.safetensors", photos=["camera", "chelsea"])
     with pytest.raises(OptionError, match="HardNet"):
         fit_gated_weights(tmp_path / "g.safetensors", base="l2net")
+    with pytest.raises(OptionError, match="gamma"):
+        fit_gated_weights(tmp_path / "g.safetensors", gamma=0.0)
+    with pytest.raises(OptionError, match="validate_seeds"):
+        fit_gated_weights(tmp_path / "g.safetensors", validate_seeds=-1)
     assert not (tmp_path / "g.safetensors").exists()
 
 

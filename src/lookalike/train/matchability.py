@@ -297,19 +297,20 @@ def fit_gated_weights(
     leaked = sorted(set(photos) & set(HELD_OUT_PHOTOS))
     if leaked:
         raise OptionError(f"photos: expected training photos only, got held-out {leaked}")
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise OptionError(f"draws: expected an integer >= 1, got {draws!r}")
+    for value, what, low in ((draws, "draws", 1), (validate_seeds, "validate_seeds", 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise OptionError(f"{what}: expected an integer >= {low}, got {value!r}")
     name, _, weights = base.partition(":")
     net = lookalike.create("descriptor", name, **({"weights": weights} if weights else {}))
     if type(net) is not HardNet:
         raise OptionError(f"base: expected a HardNet ('hardnet[:WEIGHTS]'), got {base!r}")
+    kwargs = {"dim": net.dim, "patch_size": net.patch_size, "gamma": float(gamma)}
+    gated = HardNetGated(**kwargs)  # checks gamma before the long collection
     draw_range = range(TRAIN_DRAW0, TRAIN_DRAW0 + draws)
     rows, labels = collect_partner_samples(
         create_describer(base), photos, draw_range, tol=tol, progress=progress
     )
     fit = fit_logistic(rows, labels, C=C)
-    kwargs = {"dim": net.dim, "patch_size": net.patch_size, "gamma": float(gamma)}
-    gated = HardNetGated(**kwargs)
     missing, unexpected = gated.load_state_dict(net.state_dict(), strict=False)
     if unexpected or sorted(missing) != ["gate.score.bias", "gate.score.weight"]:
         raise OptionError(f"base: its state dict does not fit HardNet ({missing}, {unexpected})")
