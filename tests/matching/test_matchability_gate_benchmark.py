@@ -24,11 +24,11 @@ def test_the_benchmark_gate_at_the_shipped_exponent_is_the_shipped_model(gate):
     keypoints = detect_keypoints(image, max_keypoints=200)
     w, b, gamma = gate.shipped_head()
     assert gamma == 3.0 and w.shape == (128,)
-    derived = gate.GatedDescriber(create_describer("hardnet:bundled"), w, b, gamma, False)
+    derived = gate.GatedDescriber(gate.trunk_describer(), w, b, gamma, False)
     got = derived.describe_keypoints(image, keypoints).descriptors
     want = create_describer("hardnet_gated:bundled").describe_keypoints(image, keypoints)
     torch.testing.assert_close(got, want.descriptors.float(), atol=1e-5, rtol=0)
-    shuffled = gate.GatedDescriber(create_describer("hardnet:bundled"), w, b, gamma, True)
+    shuffled = gate.GatedDescriber(gate.trunk_describer(), w, b, gamma, True)
     rows = shuffled.describe_keypoints(image, keypoints).descriptors.numpy()
     # the control keeps the gate's values (same last column, permuted) but not their keypoints
     np.testing.assert_allclose(np.sort(rows[:, -1]), np.sort(got.numpy()[:, -1]), atol=1e-6)

@@ -94,15 +94,22 @@ def test_the_shipped_gate_was_fitted_on_training_photos_only():
     meta = read_metadata(resolve_weights(get_entry("descriptor", "hardnet_gated"), "bundled"))
     gate = meta["training"]["gate"]
     assert gate["photos"] == training_photos() and gate["draws"][0] == TRAIN_DRAW0
-    assert meta["training"]["base"] == "hardnet:bundled"
+    # the trunk: configs/hardnet_dog_bundled.yaml, fine-tuned from hardnet:bundled
+    recipe = meta["training"]["base_training"]["recipe"]
+    assert recipe["name"] == "hardnet_dog_bundled" and recipe["model"]["name"] == "hardnet:bundled"
+    assert meta["training"]["patch_geometry"]["patch_extent"] == 6.0
     scores = meta["training"]["validation"]["scores"]
     assert scores["gated"]["mma@3"] > scores["base"]["mma@3"]
 
 
-def test_the_shipped_network_is_hardnet_bundled_plus_its_gate():
-    """Oracle: hardnet:bundled's own rows, gated by hand with the stored head."""
+def test_the_shipped_network_is_a_hardnet_plus_its_gate():
+    """Oracle: a plain HardNet holding the shipped trunk, its rows gated by hand with the stored head."""
+    from lookalike.descriptors.patch.hardnet import HardNet
+
     gated = lookalike.create("descriptor", "hardnet_gated:bundled")
-    base = lookalike.create("descriptor", "hardnet:bundled")
+    base = HardNet().eval()
+    trunk = {k: v for k, v in gated.state_dict().items() if not k.startswith("gate.")}
+    base.load_state_dict(trunk)
     x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     x[3] = 0.5  # a flat patch: all-zero row
     with torch.no_grad():
