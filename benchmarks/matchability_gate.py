@@ -50,8 +50,9 @@ from typing import Any
 import numpy as np
 
 
-def trunk_describer(spec: str = "hardnet_gated:bundled") -> Any:
-    """The pipeline's fused describer of a ``hardnet_gated`` network's trunk alone (ungated rows)."""
+def split_gated(spec: str = "hardnet_gated:bundled") -> tuple[Any, Any]:
+    """A ``hardnet_gated`` network as the pipeline's fused describer of its trunk (ungated rows) and
+    its :class:`~lookalike.layers.matchability.MatchabilityGate`."""
     import lookalike
     from lookalike.descriptors.patch.hardnet import HardNet
     from lookalike.matching import create_describer
@@ -62,25 +63,16 @@ def trunk_describer(spec: str = "hardnet_gated:bundled") -> Any:
         {k: v for k, v in gated.state_dict().items() if not k.startswith("gate.")}
     )
     trunk.patch_extent = gated.patch_extent
-    return create_describer(trunk, fuse=True)
-
-
-def shipped_head(spec: str = "hardnet_gated:bundled") -> tuple[np.ndarray, float, float]:
-    """The gate head ``(w, b)`` and exponent of a ``hardnet_gated`` weights file."""
-    import lookalike
-
-    gate = lookalike.create("descriptor", spec).gate
-    w = gate.score.weight.detach().double().numpy()[0]
-    return w, float(gate.score.bias.detach()), gate.gamma
+    return create_describer(trunk, fuse=True), gated.gate
 
 
 class GatedDescriber:
-    """``hardnet:bundled`` rows with the gate folded in (see the module docstring)."""
+    """The trunk's rows with ``gate``'s score at exponent ``gamma`` folded in (module docstring)."""
 
     metric = "l2"
 
-    def __init__(self, base: Any, w: np.ndarray, b: float, gamma: float, shuffle: bool) -> None:
-        self.base, self.w, self.b, self.gamma, self.shuffle = base, w, b, gamma, shuffle
+    def __init__(self, base: Any, gate: Any, gamma: float, shuffle: bool) -> None:
+        self.base, self.gate, self.gamma, self.shuffle = base, gate, gamma, shuffle
         self.name = f"gated g{gamma:g}" + (" shuffled" if shuffle else "")
 
     def describe_keypoints(self, image: Any, keypoints: Any) -> Any:
@@ -89,12 +81,12 @@ class GatedDescriber:
         from lookalike.layers.matchability import gate_rows
         from lookalike.matching.describe import Features
 
-        x = self.base.describe_keypoints(image, keypoints).descriptors.float().numpy()
-        q = (1.0 / (1.0 + np.exp(-(x @ self.w + self.b)))) ** self.gamma
+        x = self.base.describe_keypoints(image, keypoints).descriptors.float()
+        with torch.no_grad():
+            q = torch.sigmoid(self.gate.partner_logit(x)) ** self.gamma
         if self.shuffle:
-            q = np.random.default_rng(len(q)).permutation(q)
-        rows = gate_rows(torch.from_numpy(x), torch.from_numpy(q).float())
-        return Features(keypoints, rows)
+            q = q[torch.from_numpy(np.random.default_rng(len(q)).permutation(len(q)))]
+        return Features(keypoints, gate_rows(x, q))
 
 
 def _counts(report: Any, label: str) -> str:
@@ -129,18 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error("--seeds: expected at least 1")
     gammas = [float(g) for g in args.gammas.split(",")]
-    base = trunk_describer(args.weights)
+    base, gate = split_gated(args.weights)
     base.name = "trunk (ungated)"
-    w, b, shipped_gamma = shipped_head(args.weights)
     kwargs = MatchingOptions().matcher_kwargs()
     names = ("rootsift", "hardnet:bundled", args.weights)
     matchers = {name: ImageMatcher(name, **kwargs) for name in names}
     matchers[base.name] = ImageMatcher(base, **kwargs)
     for gamma in gammas:
         for shuffle in (False, True) if args.control else (False,):
-            if gamma == shipped_gamma and not shuffle:  # that is the registered row itself
+            if gamma == gate.gamma and not shuffle:  # that is the registered row itself
                 continue
-            gated = GatedDescriber(base, w, b, gamma, shuffle)
+            gated = GatedDescriber(base, gate, gamma, shuffle)
             matchers[gated.name] = ImageMatcher(gated, **kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         write_nuisance_sequences(Path(tmp), seeds=range(args.seeds))

@@ -22,13 +22,13 @@ def test_the_benchmark_gate_at_the_shipped_exponent_is_the_shipped_model(gate):
 
     image = bundled_gray("camera", 256)
     keypoints = detect_keypoints(image, max_keypoints=200)
-    w, b, gamma = gate.shipped_head()
-    assert gamma == 3.0 and w.shape == (128,)
-    derived = gate.GatedDescriber(gate.trunk_describer(), w, b, gamma, False)
+    trunk, head = gate.split_gated()
+    assert head.gamma == 3.0 and head.dim == 128
+    derived = gate.GatedDescriber(trunk, head, head.gamma, False)
     got = derived.describe_keypoints(image, keypoints).descriptors
     want = create_describer("hardnet_gated:bundled").describe_keypoints(image, keypoints)
     torch.testing.assert_close(got, want.descriptors.float(), atol=1e-5, rtol=0)
-    shuffled = gate.GatedDescriber(gate.trunk_describer(), w, b, gamma, True)
+    shuffled = gate.GatedDescriber(trunk, head, head.gamma, True)
     rows = shuffled.describe_keypoints(image, keypoints).descriptors.numpy()
     # the control keeps the gate's values (same last column, permuted) but not their keypoints
     np.testing.assert_allclose(np.sort(rows[:, -1]), np.sort(got.numpy()[:, -1]), atol=1e-6)

@@ -3,8 +3,9 @@
 The library does the work (:func:`lookalike.train.matchability.fit_gated_weights`): partner labels on
 nuisance pairs of the training photos, a logistic head on the network's rows, the ``hardnet_gated``
 weights file (base trunk + gate) with the base's recipe, the fit and held-out validation scores in its
-metadata. The shipped ``hardnet_gated:bundled`` is
-``lookalike fit-gate --base hardnet:bundled --out src/lookalike/weights/hardnet_gated_bundled.safetensors``.
+metadata. The shipped ``hardnet_gated:bundled`` is ``lookalike fit-gate --base
+hardnet:RUN/weights.safetensors --out src/lookalike/weights/hardnet_gated_bundled.safetensors`` on a run
+of ``lookalike train --config configs/hardnet_dog_bundled.yaml``.
 """
 
 from __future__ import annotations
