@@ -23,6 +23,7 @@ Usage::
     python benchmarks/matchability_gate.py --control        # shipped model + shuffled control
     python benchmarks/matchability_gate.py --gammas 1,2,3,4 --out DIR
 
+Stop 39 ships a 650-step trunk (90 pairs: .839 / .97, 261 + 30, H@1 .78); not rerun here.
 Measured (stop 38, AMD EPYC, 2 cores), held-out MMA@3 / H@3, then mutual matches per pair as correct +
 wrong, H@1 and RANSAC inliers per pair (H@3 is near saturation here; H@1 and inliers are not):
 

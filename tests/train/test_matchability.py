@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,8 @@ from lookalike.train.matchability import (
     roc_auc,
     training_photos,
 )
+
+ROOT = Path(__file__).parents[2]
 
 
 def test_partner_labels_equal_a_brute_force_loop():
@@ -97,6 +101,16 @@ def test_the_shipped_gate_was_fitted_on_training_photos_only():
     # the trunk: configs/hardnet_dog_bundled.yaml, fine-tuned from hardnet:bundled
     recipe = meta["training"]["base_training"]["recipe"]
     assert recipe["name"] == "hardnet_dog_bundled" and recipe["model"]["name"] == "hardnet:bundled"
+    # ... and that file, as it stands, reproduces the stored recipe (steps, seed, data, loss, optim)
+    from dataclasses import asdict
+
+    from lookalike.core.config import load_config
+    from lookalike.train.recipe import TrainRecipe
+
+    config = ROOT / "configs" / "hardnet_dog_bundled.yaml"
+    want = asdict(load_config(TrainRecipe, config))
+    for key in ("steps", "seed", "batch_size", "data", "loss", "optim", "model"):
+        assert recipe[key] == want[key], key
     assert meta["training"]["patch_geometry"]["patch_extent"] == 6.0
     scores = meta["training"]["validation"]["scores"]
     assert scores["gated"]["mma@3"] > scores["base"]["mma@3"]
