@@ -58,7 +58,8 @@ class HardNetGated(HardNet):
         - ``fuse_for_inference`` keeps the gate (float32) after the fused trunk's normalisation.
         - Made for mutual-NN keypoint matching. Patch-pair tasks that rank raw distances lose by it:
           on the shared patch table (25 sequences, evaluation only) verification mAP is .484 against
-          .706 for ``hardnet:bundled`` and FPR95 .846 against .780 (stop 38's note); retrieval mAP
+          .706 for ``hardnet:bundled`` and FPR95 .846 against .780 (stop 38 model, 130-step trunk; the
+          650-step one is not yet measured there); retrieval mAP
           .367 against .390.
 
     Example:
