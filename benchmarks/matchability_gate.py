@@ -23,19 +23,21 @@ Usage::
     python benchmarks/matchability_gate.py --control        # shipped model + shuffled control
     python benchmarks/matchability_gate.py --gammas 1,2,3,4 --out DIR
 
-Stop 39 ships a 650-step trunk (90 pairs: .839 / .97, 261 + 30, H@1 .78); not rerun here.
-Measured (stop 38, AMD EPYC, 2 cores), held-out MMA@3 / H@3, then mutual matches per pair as correct +
-wrong, H@1 and RANSAC inliers per pair (H@3 is near saturation here; H@1 and inliers are not):
+Measured (stop 40, the shipped 650-step trunk; AMD EPYC with AVX2 only, 2 cores, so the network runs
+in float32), held-out MMA@3 / H@3, then mutual matches per pair as correct + wrong, H@1 and RANSAC
+inliers per pair (H@3 is near saturation here; H@1 and inliers are not):
 
-    --control (3 draws, 45 pairs, 1.5 min)
+    --control (3 draws, 45 pairs, 10.8 min here)
     rootsift                .762 / .96   239 + 42   H@1 .76   207 inliers
-    hardnet:bundled         .619 / .93   267 + 112  H@1 .80   236 inliers
-    hardnet_gated:bundled   .811 / .96   249 + 34   H@1 .76   222 inliers
-    trunk (ungated)         .627 / .96   275 + 120  H@1 .80   249 inliers
-    shuffled gate (control) .794 / .96   197 + 27   H@1 .69   166 inliers
+    hardnet:bundled         .618 / .93   267 + 112  H@1 .80   236 inliers
+    hardnet_gated:bundled   .837 / .96   255 + 29   H@1 .78   229 inliers
+    trunk (ungated)         .626 / .93   281 + 126  H@1 .80   256 inliers
+    shuffled gate (control) .823 / .93   202 + 22   H@1 .71   173 inliers
 
 Most of the MMA gain comes from the geometry (the control keeps the gate's values, not their
-keypoints); the learned score adds .017 MMA@3, 52 correct matches per pair and H@1 (.76 against .69).
+keypoints); the learned score adds .014 MMA@3, 53 correct matches per pair and H@1 (.78 against .71).
+On 90 pairs (6 draws) the shipped model scores .839 / .97, 261 + 30, H@1 .78 (stop 39).
+The stop 38 model (130-step trunk) scored .811 / .96, 249 + 34, H@1 .76 with --control.
 The first shipped version (the same gate on ``hardnet:bundled``'s trunk) scored .765 / .93, 233 + 36,
 H@1 .73; ``--gammas 2,4`` on it: .711 / .93 and .796 / .89 (a larger exponent trades correct matches
 for precision).

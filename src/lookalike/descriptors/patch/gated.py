@@ -28,6 +28,7 @@ __all__ = ["HardNetGated"]
 #: 2 cores), then ``lookalike fit-gate --base hardnet:RUN/weights.safetensors --out FILE`` (about 3 min).
 #: The file's metadata holds the trunk's recipe, the gate's fit and its held-out validation numbers
 #: (stop 39, MMA@3 / H@3 on 90 held-out nuisance pairs: gated .839 / .97; the 130-step trunk gated: .813 / .96).
+#: It heads ``lookalike.matching.pipeline.SHIPPED_CANDIDATES`` (ranked on held-out pairs).
 HARDNET_GATED_WEIGHTS = {
     "bundled": WeightSpec(
         file="hardnet_gated_bundled.safetensors",
@@ -57,10 +58,9 @@ class HardNetGated(HardNet):
           the cosine of every pair alike, i.e. it leaves nearest-neighbour rankings unchanged.
         - ``fuse_for_inference`` keeps the gate (float32) after the fused trunk's normalisation.
         - Made for mutual-NN keypoint matching. Patch-pair tasks that rank raw distances lose by it:
-          on the shared patch table (25 sequences, evaluation only) verification mAP is .484 against
-          .706 for ``hardnet:bundled`` and FPR95 .846 against .780 (stop 38 model, 130-step trunk; the
-          650-step one is not yet measured there); retrieval mAP
-          .367 against .390.
+          on the shared patch table (25 sequences, evaluation only) verification mAP is .461 against
+          .706 for ``hardnet:bundled``, FPR95 .861 against .780 and retrieval mAP .339 against .391
+          (stop 40, the shipped 650-step trunk).
 
     Example:
         >>> import torch, lookalike
