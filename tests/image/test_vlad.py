@@ -150,8 +150,10 @@ def test_bundled_rows_are_those_recorded_before_the_front_end_moved():
     np.testing.assert_allclose(blocks[:10].numpy(), expected_blocks, atol=2e-6)
     expected_first = [-0.002436, 0.002534, -0.003296, -0.01327, 0.011712, 0.013298, -0.014518]
     np.testing.assert_allclose(out[:7].numpy(), expected_first, atol=2e-6)
-    assert abs(float(out.abs().sum()) - 64.662076) < 1e-4
-    assert abs(float(out.sum()) - 0.015504) < 1e-4
+    # the sums over 8,192 entries differ by about 2e-4 between AVX-512 and AVX2 CPUs (stop 40);
+    # the block norms and first entries above still pin the rows to 2e-6
+    assert abs(float(out.abs().sum()) - 64.662076) < 5e-4
+    assert abs(float(out.sum()) - 0.015504) < 5e-4
 
 
 def test_the_front_end_is_supplied_from_above():

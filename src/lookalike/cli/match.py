@@ -3,7 +3,7 @@
 Convention:
     - Every option and the ``--out`` path are checked before any image is read or matched.
     - The default descriptor is ``sift`` (our SIFT on pyramid patches, no weights needed; a pair
-      3-15x faster than a HardNet pair on a 2-core CPU, with or without native bfloat16:
+      5-15x faster than a HardNet pair on a 2-core CPU, with or without native bfloat16:
       ``benchmarks/matching.py``).
       The best shipped network, ``hardnet_gated:bundled`` (more correct and fewer wrong mutual
       matches than RootSIFT on held-out pairs), is offered by name. A learned network named without
