@@ -61,7 +61,7 @@ def split_gated(spec: str = "hardnet_gated:bundled") -> tuple[Any, Any]:
     from lookalike.matching import create_describer
 
     gated = lookalike.create("descriptor", spec)
-    trunk = HardNet(dim=gated.dim - 1, patch_size=gated.patch_size).eval()
+    trunk = HardNet(dim=gated.dim - 1, patch_size=gated.patch_size, width=gated.width).eval()
     trunk.load_state_dict(
         {k: v for k, v in gated.state_dict().items() if not k.startswith("gate.")}
     )

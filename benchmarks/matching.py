@@ -16,7 +16,9 @@
     float32, image by image:
     ``ImageMatcher(..., batch_pair=False, descriptor_options={"fuse": False})``); the script prints
     the old/new ratio and our SIFT pair's time over OpenCV's, then times the two SIFT pairs alone,
-    back to back (``--sift-rounds``), for a steadier ratio on a shared machine.
+    back to back (``--sift-rounds``), for a steadier ratio on a shared machine. ``--network SPEC``
+    times another network on the pipeline's path and ``--old-network SPEC`` another one on the old
+    path (e.g. a half-width candidate against today's ``hardnet_gated:bundled``).
 
 Candidates are timed interleaved, round after round, so load from other processes hits them alike;
 tables give the median time and the median of the per-round ratios (candidate time / our time:
@@ -161,6 +163,8 @@ def bench_pair(
     compile: bool = False,
     device: str = "cpu",
     sift_rounds: int = 21,
+    network: str | None = None,
+    old_network: str | None = None,
 ) -> None:
     import lookalike
     from lookalike.data import stereo_pair
@@ -170,7 +174,8 @@ def bench_pair(
     left, right, _ = stereo_pair()
     g0, g1 = to_gray(left), to_gray(right)
     best = best_shipped_descriptor()
-    hardnet = best if best.startswith("hardnet") else "hardnet"
+    hardnet = network or (best if best.startswith("hardnet") else "hardnet")
+    old_hardnet = old_network or hardnet
     ours_sift = ImageMatcher("sift", max_keypoints=budget)
     candidates: dict[str, Callable[[], object]] = {"ours, sift": lambda: ours_sift(g0, g1)}
     new_label = old_label = None
@@ -192,12 +197,13 @@ def bench_pair(
             candidates[f"ours, {label}, fused + compiled"] = lambda: compiled(g0, g1)
         # the path before the fused network: unfused float32, image by image, 1024 patches per pass
         old = ImageMatcher(
-            hardnet,
+            old_hardnet,
             max_keypoints=budget,
             batch_pair=False,
             descriptor_options={"fuse": False, "batch_size": 1024, **on},
         )
-        old_label = f"ours, {label}, old path (unfused, per image), {device}"
+        old_name = old_hardnet + ("" if ":" in old_hardnet else " (random weights)")
+        old_label = f"ours, {old_name}, old path (unfused, per image), {device}"
         candidates[old_label] = lambda: old(g0, g1)
     candidates["OpenCV SIFT pipeline"] = lambda: opencv_pipeline(g0, g1, budget)
     times = interleaved(candidates, rounds)
@@ -253,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="(c): also the compiled network")
     parser.add_argument("--device", default="cpu", help="(c): device of the network (cpu, cuda)")
     parser.add_argument(
+        "--network", default=None, help="(c): network spec (default: the best shipped descriptor)"
+    )
+    parser.add_argument(
+        "--old-network", default=None, help="(c): the old path's network (default: --network)"
+    )
+    parser.add_argument(
         "--sift-rounds", type=int, default=21, help="(c): back-to-back rounds of the two SIFT pairs"
     )
     args = parser.parse_args(argv)
@@ -275,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
                 compile=args.compile,
                 device=args.device,
                 sift_rounds=args.sift_rounds,
+                network=args.network,
+                old_network=args.old_network,
             )
 
 

@@ -8,6 +8,7 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
+import torch.utils.flop_counter
 
 import lookalike
 from conftest import assert_close, gradcheck
@@ -138,6 +139,51 @@ def test_variant_architectures():
         (256, 1, 3), (256, 1, 8),
     ]  # fmt: skip
     assert convs("hardnet8")[-1] == (512, 1, 8)
+
+
+def test_width_scales_every_hardnet_stage():
+    def convs(net):
+        return [
+            (m.out_channels, m.stride[0], m.kernel_size[0])
+            for m in net.features
+            if isinstance(m, torch.nn.Conv2d)
+        ]
+
+    slim = lookalike.create("descriptor", "hardnet", width=16).eval()
+    assert convs(slim) == [
+        (16, 1, 3), (16, 1, 3), (32, 2, 3), (32, 1, 3), (64, 2, 3), (64, 1, 3), (128, 1, 8)
+    ]  # fmt: skip
+    assert convs(lookalike.create("descriptor", "hardnet"))[0] == (32, 1, 3)
+    # Multiply-adds per 32-px patch, by hand: sum over convolutions of out_pixels * C_out * C_in * k².
+    macs = (
+        32 * 32 * (16 * 1 * 9 + 16 * 16 * 9)
+        + 16 * 16 * (32 * 16 * 9 + 32 * 32 * 9)
+        + 8 * 8 * (64 * 32 * 9 + 64 * 64 * 9)
+        + 128 * 64 * 64
+    )
+    counter = torch.utils.flop_counter.FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        slim(_patches(3))
+    convolution_flops = sum(
+        n for op, n in counter.get_flop_counts()["Global"].items() if "convolution" in str(op)
+    )
+    assert convolution_flops == 3 * 2 * macs == 3 * 20_217_856
+    gated = lookalike.create("descriptor", "hardnet_gated", width=16)
+    assert convs(gated)[:2] == [(16, 1, 3), (16, 1, 3)] and gated.dim == 129
+    for bad in (0, 1.5, -16):
+        with pytest.raises(OptionError):
+            lookalike.create("descriptor", "hardnet", width=bad)
+
+
+def test_width_survives_the_weights_file(tmp_path):
+    net = lookalike.create("descriptor", "hardnet", width=8)
+    _randomise_bn(net)
+    path = save_weights(net, tmp_path / "slim.safetensors")
+    back = lookalike.create("descriptor", "hardnet", weights=str(path)).eval()
+    assert back.width == 8
+    x = _patches(2)
+    with torch.no_grad():
+        assert_close(back(x), net.eval()(x))
 
 
 @pytest.mark.parametrize("name", ["hardnet", "sosnet", "tfeat"])

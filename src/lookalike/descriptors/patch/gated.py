@@ -47,6 +47,7 @@ class HardNetGated(HardNet):
         dropout: dropout probability before the final convolution.
         patch_size: 32, 48 or 64.
         gamma: the gate's exponent (``q = sigmoid(w · x + b) ** gamma``).
+        width: the trunk's first-stage channels (:class:`~lookalike.descriptors.patch.hardnet.HardNet`).
 
     Shape:
         - Input: ``(B, 1, P, P)`` patches in [0, 1].
@@ -70,9 +71,15 @@ class HardNetGated(HardNet):
     """
 
     def __init__(
-        self, *, dim: int = 128, dropout: float = 0.3, patch_size: int = 32, gamma: float = 3.0
+        self,
+        *,
+        dim: int = 128,
+        dropout: float = 0.3,
+        patch_size: int = 32,
+        gamma: float = 3.0,
+        width: int = 32,
     ) -> None:
-        super().__init__(dim=dim, dropout=dropout, patch_size=patch_size)
+        super().__init__(dim=dim, dropout=dropout, patch_size=patch_size, width=width)
         self.gate = MatchabilityGate(self.dim, gamma=gamma)
         self.dim = self.dim + 1
 

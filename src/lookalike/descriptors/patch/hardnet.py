@@ -202,6 +202,9 @@ class HardNet(HardNetFamily):
         dropout: dropout probability before the final convolution (0.3 in kornia, 0.1 in the
             original training code).
         patch_size: 32, 48 or 64.
+        width: channels of the first stage; the stages have ``width, 2·width, 4·width`` channels.
+            32 is HardNet; 16 costs about a quarter of the multiply-adds (20.2 instead of 78.2
+            MFLOP per 32-px patch) for CPUs without bfloat16.
 
     Shape:
         - Input: ``(B, 1, P, P)`` patches in [0, 1].
@@ -222,12 +225,19 @@ class HardNet(HardNetFamily):
         torch.Size([16, 128])
     """
 
-    def __init__(self, *, dim: int = 128, dropout: float = 0.3, patch_size: int = 32) -> None:
+    def __init__(
+        self, *, dim: int = 128, dropout: float = 0.3, patch_size: int = 32, width: int = 32
+    ) -> None:
+        check_positive(width, "width")
+        if int(width) != width:
+            raise OptionError(f"width: expected a positive integer, got {width!r}")
+        w = int(width)
         super().__init__(
-            widths=(32, 32, 64, 64, 128, 128),
+            widths=(w, w, 2 * w, 2 * w, 4 * w, 4 * w),
             strides=(1, 1, 2, 1, 2, 1),
             dim=dim,
             dropout=dropout,
             patch_size=patch_size,
             eps=1e-6,
         )
+        self.width = w
