@@ -180,7 +180,11 @@ def bench_pair(
     candidates: dict[str, Callable[[], object]] = {"ours, sift": lambda: ours_sift(g0, g1)}
     new_label = old_label = None
     if "hardnet" in lookalike.list_registered("descriptor"):
-        label = hardnet + ("" if ":" in hardnet else " (random weights)")
+
+        def named(spec: str) -> str:
+            return spec + ("" if ":" in spec else " (random weights)")
+
+        label = named(hardnet)
         on = {"device": device}
         fused = ImageMatcher(hardnet, max_keypoints=budget, descriptor_options=on)
         new_label = f"ours, {label}, fused {fused.describer.network.dtype}, one batch, {device}"
@@ -202,8 +206,7 @@ def bench_pair(
             batch_pair=False,
             descriptor_options={"fuse": False, "batch_size": 1024, **on},
         )
-        old_name = old_hardnet + ("" if ":" in old_hardnet else " (random weights)")
-        old_label = f"ours, {old_name}, old path (unfused, per image), {device}"
+        old_label = f"ours, {named(old_hardnet)}, old path (unfused, per image), {device}"
         candidates[old_label] = lambda: old(g0, g1)
     candidates["OpenCV SIFT pipeline"] = lambda: opencv_pipeline(g0, g1, budget)
     times = interleaved(candidates, rounds)

@@ -304,9 +304,12 @@ def fit_gated_weights(
     net = lookalike.create("descriptor", name, **({"weights": weights} if weights else {}))
     if type(net) is not HardNet:
         raise OptionError(f"base: expected a HardNet ('hardnet[:WEIGHTS]'), got {base!r}")
-    kwargs = {"dim": net.dim, "patch_size": net.patch_size, "gamma": float(gamma)}
-    if net.width != 32:  # recorded only when not HardNet's, so files stay as they were
-        kwargs["width"] = net.width
+    kwargs = {
+        "dim": net.dim,
+        "patch_size": net.patch_size,
+        "gamma": float(gamma),
+        "width": net.width,
+    }
     gated = HardNetGated(**kwargs)  # checks gamma before the long collection
     draw_range = range(TRAIN_DRAW0, TRAIN_DRAW0 + draws)
     rows, labels = collect_partner_samples(

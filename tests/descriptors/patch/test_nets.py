@@ -121,14 +121,18 @@ def test_stride_rule_follows_the_thesis():
         strides_for_patch_size((1, 2), 40)
 
 
+def _convs(net: torch.nn.Module) -> list[tuple[int, int, int]]:
+    """(out channels, stride, kernel) of every convolution in a trunk, in order."""
+    return [
+        (m.out_channels, m.stride[0], m.kernel_size[0])
+        for m in net.features
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+
+
 def test_variant_architectures():
     def convs(name):
-        net = _make(name)
-        return [
-            (m.out_channels, m.stride[0], m.kernel_size[0])
-            for m in net.features
-            if isinstance(m, torch.nn.Conv2d)
-        ]
+        return _convs(_make(name))
 
     assert convs("hardnet7x2") == [
         (64, 1, 3), (64, 1, 3), (128, 2, 3), (128, 1, 3), (256, 2, 3), (256, 1, 3), (256, 1, 8)
@@ -142,13 +146,7 @@ def test_variant_architectures():
 
 
 def test_width_scales_every_hardnet_stage():
-    def convs(net):
-        return [
-            (m.out_channels, m.stride[0], m.kernel_size[0])
-            for m in net.features
-            if isinstance(m, torch.nn.Conv2d)
-        ]
-
+    convs = _convs
     slim = lookalike.create("descriptor", "hardnet", width=16).eval()
     assert convs(slim) == [
         (16, 1, 3), (16, 1, 3), (32, 2, 3), (32, 1, 3), (64, 2, 3), (64, 1, 3), (128, 1, 8)
