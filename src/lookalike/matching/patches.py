@@ -219,10 +219,16 @@ def extract_patches(
         start += count
         b, index = divmod(group, len(levels))
         img = levels[index][b : b + 1].to(sample)
-        grid = _patch_grid(flat_lafs[chosen], H, W, P).to(sample).view(1, count * P, P, 2)
+        # one batch entry per patch over the same (expanded, not copied) level: grid_sample
+        # parallelises over the batch, so the patches use every thread (same values as one entry)
+        grid = _patch_grid(flat_lafs[chosen], H, W, P).to(sample).view(count, P, P, 2)
         values = F.grid_sample(
-            img, grid, mode="bilinear", padding_mode="border", align_corners=False
+            img.expand(count, -1, -1, -1),
+            grid,
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
         )
-        values = values.view(C, count, P, P).transpose(0, 1).to(image.dtype)  # (count, C, P, P)
+        values = values.to(image.dtype)  # (count, C, P, P)
         out.index_copy_(0, chosen, values)
     return out.view(B * N, C, P, P)
