@@ -37,6 +37,8 @@ inliers per pair (H@3 is near saturation here; H@1 and inliers are not):
 Most of the MMA gain comes from the geometry (the control keeps the gate's values, not their
 keypoints); the learned score adds .014 MMA@3, 53 correct matches per pair and H@1 (.78 against .71).
 On 90 pairs (6 draws) the shipped model scores .839 / .97, 261 + 30, H@1 .78 (stop 39).
+``--control --seeds 6 --weights hardnet_gated:slim`` (stop 42, 11 min): the half-width model .835 /
+.94, 258 + 31, H@1 .74; its trunk .627 / .94; its shuffled gate .823 / .92; rootsift .768 / .97.
 The stop 38 model (130-step trunk) scored .811 / .96, 249 + 34, H@1 .76 with --control.
 The first shipped version (the same gate on ``hardnet:bundled``'s trunk) scored .765 / .93, 233 + 36,
 H@1 .73; ``--gammas 2,4`` on it: .711 / .93 and .796 / .89 (a larger exponent trades correct matches

@@ -30,6 +30,11 @@ Measured (``--only c``, 2048 keypoints; ratios from one run each):
     Zen 4, AVX512-BF16 + VNNI (stop 36)   3.67x (bf16)      0.93 (quartiles 0.86-1.02)
     EPYC 2 GHz, AVX2 only (stop 40)       1.33x (float32)   1.17 (quartiles 1.12-1.21)
     H200 + 16 cores, --device cuda        1.56x (bf16)      0.90 (interleaved)
+    EPYC, hardnet_gated:slim (stop 42)    3.68x (float32)   1.15 (quartiles 1.12-1.20)
+
+The last row: ``--network hardnet_gated:slim --old-network hardnet_gated:bundled --rounds 5`` (the
+half-width model against today's old path); one-batch grid_sample and the transposed smnn block
+(stop 42) moved our SIFT pair by about 0.01 here, within the noise.
 
 Without bfloat16 or VNNI the fused float32 HardNet already runs at about half of the 2 cores' FMA
 peak (4,096 patches of 78 MFLOP in 5.1 s: 63 of 128 GFLOP/s at 2 GHz); 2.5x over the old path

@@ -59,7 +59,8 @@ def test_onnx_runtime_and_torchscript_reproduce_pytorch(name, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("spec", "dim"), [("hardnet:bundled", 128), ("hardnet_gated:bundled", 129)]
+    ("spec", "dim"),
+    [("hardnet:bundled", 128), ("hardnet_gated:bundled", 129), ("hardnet_gated:slim", 129)],
 )
 def test_shipped_weights_export_and_metadata(tmp_path, spec, dim):
     model = lookalike.create("descriptor", spec)

@@ -116,12 +116,47 @@ def test_the_shipped_gate_was_fitted_on_training_photos_only():
     assert scores["gated"]["mma@3"] > scores["base"]["mma@3"]
 
 
-def test_the_shipped_network_is_a_hardnet_plus_its_gate():
+def test_the_slim_weights_hold_both_trunk_recipes_of_the_repository():
+    """hardnet_gated:slim: stage 1 is configs/hardnet_slim_bundled.yaml, stage 2 hardnet_dog_bundled.yaml
+    started from stage 1 (float32), the gate fitted on the training photos only."""
+    from dataclasses import asdict
+
+    from lookalike._registry import get_entry, resolve_weights
+    from lookalike.core.config import load_config
+    from lookalike.core.weights import read_metadata
+    from lookalike.train.recipe import TrainRecipe
+
+    meta = read_metadata(resolve_weights(get_entry("descriptor", "hardnet_gated"), "slim"))
+    assert meta["kwargs"]["width"] == 16
+    training = meta["training"]
+    assert training["gate"]["photos"] == training_photos()
+    assert training["gate"]["draws"][0] == TRAIN_DRAW0
+    stages = {
+        "hardnet_slim_bundled.yaml": training["trunk_pretraining"]["recipe"],
+        "hardnet_dog_bundled.yaml": training["base_training"]["recipe"],
+    }
+    for config, recipe in stages.items():
+        want = asdict(load_config(TrainRecipe, ROOT / "configs" / config))
+        for key in ("steps", "seed", "batch_size", "data", "loss", "optim"):
+            assert recipe[key] == want[key], (config, key)
+    assert stages["hardnet_slim_bundled.yaml"]["model"] == {
+        "name": "hardnet",
+        "kwargs": {"width": 16},
+    }
+    assert stages["hardnet_dog_bundled.yaml"]["bf16"] is False
+    assert training["trunk_pretraining"]["metrics"]["val_fpr95"] < 0.05
+    scores = training["validation"]["scores"]
+    assert scores["gated"]["mma@3"] > scores["base"]["mma@3"]
+
+
+@pytest.mark.parametrize(("weights", "width"), [("bundled", 32), ("slim", 16)])
+def test_the_shipped_network_is_a_hardnet_plus_its_gate(weights, width):
     """Oracle: a plain HardNet holding the shipped trunk, its rows gated by hand with the stored head."""
     from lookalike.descriptors.patch.hardnet import HardNet
 
-    gated = lookalike.create("descriptor", "hardnet_gated:bundled")
-    base = HardNet().eval()
+    gated = lookalike.create("descriptor", f"hardnet_gated:{weights}")
+    assert gated.width == width
+    base = HardNet(width=width).eval()
     trunk = {k: v for k, v in gated.state_dict().items() if not k.startswith("gate.")}
     base.load_state_dict(trunk)
     x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0))
