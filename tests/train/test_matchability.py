@@ -121,11 +121,12 @@ def test_the_slim_weights_hold_both_trunk_recipes_of_the_repository():
     started from stage 1 (float32), the gate fitted on the training photos only."""
     from dataclasses import asdict
 
-    from lookalike._registry import get_entry, resolve_weights
+    from lookalike._registry import get_entry, is_shipped, resolve_weights
     from lookalike.core.config import load_config
     from lookalike.core.weights import read_metadata
     from lookalike.train.recipe import TrainRecipe
 
+    assert is_shipped("descriptor", "hardnet_gated:slim")
     meta = read_metadata(resolve_weights(get_entry("descriptor", "hardnet_gated"), "slim"))
     assert meta["kwargs"]["width"] == 16
     training = meta["training"]
