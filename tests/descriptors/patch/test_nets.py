@@ -146,12 +146,11 @@ def test_variant_architectures():
 
 
 def test_width_scales_every_hardnet_stage():
-    convs = _convs
     slim = lookalike.create("descriptor", "hardnet", width=16).eval()
-    assert convs(slim) == [
+    assert _convs(slim) == [
         (16, 1, 3), (16, 1, 3), (32, 2, 3), (32, 1, 3), (64, 2, 3), (64, 1, 3), (128, 1, 8)
     ]  # fmt: skip
-    assert convs(lookalike.create("descriptor", "hardnet"))[0] == (32, 1, 3)
+    assert _convs(lookalike.create("descriptor", "hardnet"))[0] == (32, 1, 3)
     # Multiply-adds per 32-px patch, by hand: sum over convolutions of out_pixels * C_out * C_in * k².
     macs = (
         32 * 32 * (16 * 1 * 9 + 16 * 16 * 9)
@@ -167,7 +166,7 @@ def test_width_scales_every_hardnet_stage():
     )
     assert convolution_flops == 3 * 2 * macs == 3 * 20_217_856
     gated = lookalike.create("descriptor", "hardnet_gated", width=16)
-    assert convs(gated)[:2] == [(16, 1, 3), (16, 1, 3)] and gated.dim == 129
+    assert _convs(gated)[:2] == [(16, 1, 3), (16, 1, 3)] and gated.dim == 129
     for bad in (0, 1.5, -16):
         with pytest.raises(OptionError):
             lookalike.create("descriptor", "hardnet", width=bad)

@@ -19,6 +19,7 @@ from lookalike.core.check import check_option, check_positive
 from lookalike.core.errors import OptionError
 from lookalike.core.weights import WeightSpec
 from lookalike.descriptors.patch._base import PatchNet
+from lookalike.layers._common import check_int
 
 __all__ = [
     "HardNet",
@@ -228,10 +229,7 @@ class HardNet(HardNetFamily):
     def __init__(
         self, *, dim: int = 128, dropout: float = 0.3, patch_size: int = 32, width: int = 32
     ) -> None:
-        check_positive(width, "width")
-        if int(width) != width:
-            raise OptionError(f"width: expected a positive integer, got {width!r}")
-        w = int(width)
+        w = check_int(width, "width")
         super().__init__(
             widths=(w, w, 2 * w, 2 * w, 4 * w, 4 * w),
             strides=(1, 1, 2, 1, 2, 1),
