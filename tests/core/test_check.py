@@ -7,6 +7,7 @@ import torch
 from lookalike.core.check import (
     check_dtype,
     check_finite,
+    check_int,
     check_not_empty,
     check_option,
     check_positive,
@@ -131,3 +132,23 @@ def test_message_is_built_only_on_failure(monkeypatch):
     monkeypatch.setattr(mod, "_fail_shape", boom)
     monkeypatch.setattr(mod, "_fmt", boom)
     check_shape(torch.zeros(2, 3), ["B", "3"], "x")
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "want"), [(3, 1, 3), (0, 0, 0), (np.int64(5), 1, 5), (np.uint8(2), 2, 2)]
+)
+def test_check_int_returns_python_ints(value, low, want):
+    got = check_int(value, "k", low)
+    assert got == want and type(got) is int
+
+
+@pytest.mark.parametrize("value", [True, 2.0, "3", 0, -1, np.float32(2), None])
+def test_check_int_refuses_non_integers_and_values_below_low(value):
+    with pytest.raises(OptionError, match=r"^k: expected an integer >= 1, got "):
+        check_int(value, "k")
+
+
+def test_check_int_lets_none_through_only_when_allowed():
+    assert check_int(None, "budget", allow_none=True) is None
+    with pytest.raises(OptionError, match=r"expected an integer >= 0 or None, got -1"):
+        check_int(-1, "budget", 0, allow_none=True)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "check_dtype",
     "check_finite",
+    "check_int",
     "check_not_empty",
     "check_option",
     "check_positive",
@@ -245,3 +246,29 @@ def check_positive(value: float, name: str = "option", *, strict: bool = True) -
     ok = ok and (value > 0 if strict else value >= 0)
     if not ok:
         raise OptionError(f"{name}: expected a number {'>' if strict else '>='} 0, got {value!r}")
+
+
+def check_int(value: Any, name: str = "option", low: int = 1, *, allow_none: bool = False) -> Any:
+    """Return ``value`` as an ``int`` if it is an integer ``>= low`` (NumPy integers too), else raise.
+
+    ``bool`` is refused (``True`` is not a count). With ``allow_none``, ``None`` passes through.
+
+    Raises:
+        OptionError: not an integer, or below ``low``.
+
+    Example:
+        >>> check_int(3, "k"), check_int(None, "budget", allow_none=True)
+        (3, None)
+        >>> check_int(2.0, "k")
+        Traceback (most recent call last):
+        ...
+        lookalike.core.errors.OptionError: k: expected an integer >= 1, got 2.0
+    """
+    if value is None and allow_none:
+        return None
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        none = " or None" if allow_none else ""
+        raise OptionError(f"{name}: expected an integer >= {low}{none}, got {value!r}")
+    return int(value)

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lookalike._registry import register
-from lookalike.core.check import check_option, check_positive
+from lookalike.core.check import check_int, check_option, check_positive
 from lookalike.core.errors import OptionError
 from lookalike.data.bundled import BUNDLED_PHOTOS, HELD_OUT_PHOTOS, bundled_photos
 from lookalike.data.bundled_pairs import ValidationSet
@@ -243,13 +243,11 @@ class BundledInstances(Dataset):
         strength: float = 1.0,
     ) -> None:
         super().__init__()
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
-            raise OptionError(f"image_size: expected an integer >= 16, got {image_size!r}")
+        check_int(image_size, "image_size", 16)
         check_positive(samples_per_class, "samples_per_class")
         check_positive(max_side, "max_side")
         check_positive(strength, "strength")
-        if isinstance(procedural, bool) or not isinstance(procedural, int) or procedural < 0:
-            raise OptionError(f"procedural: expected an integer >= 0, got {procedural!r}")
+        check_int(procedural, "procedural", 0)
         if not scales:
             raise OptionError("scales: expected at least one scale, got none")
         chosen = (

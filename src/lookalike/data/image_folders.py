@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from lookalike._registry import register
-from lookalike.core.errors import DataNotFoundError, OptionError
+from lookalike.core.check import check_int
+from lookalike.core.errors import DataNotFoundError
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFolders", "LabelledImages", "augmentation", "list_images"]
 
@@ -76,8 +77,7 @@ class LabelledImages(Dataset):
         image_size: int,
         augment: bool,
     ) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-            raise OptionError(f"image_size: expected an integer >= 8, got {image_size!r}")
+        check_int(image_size, "image_size", 8)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.classes = list(classes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lookalike.core.check import check_positive
+from lookalike.core.check import check_int, check_positive
 from lookalike.core.errors import OptionError
 
 __all__ = ["dead_leaves"]
@@ -55,8 +55,7 @@ def dead_leaves(
     """
     import cv2
 
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise OptionError(f"size: expected an integer >= 8, got {size!r}")
+    check_int(size, "size", 8)
     check_positive(shapes, "shapes")
     if not (0 < r_min <= r_max):
         raise OptionError(f"r_min, r_max: expected 0 < r_min <= r_max, got {r_min!r}, {r_max!r}")

@@ -13,15 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.core.check import check_int
 from lookalike.core.errors import EmptyInputError, OptionError
 
 __all__ = ["EpochSampler", "PKSampler"]
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class _Resumable:
@@ -41,8 +36,8 @@ class _Resumable:
             raise OptionError(
                 f"sampler state: saved with seed {state['seed']}, this sampler has seed {self.seed}"
             )
-        self.epoch = _check_int(state["epoch"], "epoch", 0)
-        self.batch = _check_int(state["batch"], "batch", 0)
+        self.epoch = check_int(state["epoch"], "epoch", 0)
+        self.batch = check_int(state["batch"], "batch", 0)
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -101,9 +96,9 @@ class PKSampler(_Resumable):
             )
         if not np.issubdtype(labels.dtype, np.integer):
             raise OptionError(f"labels: expected integers, got {labels.dtype}")
-        self.p = _check_int(p, "p")
-        self.k = _check_int(k, "k")
-        self.seed = _check_int(seed, "seed", 0)
+        self.p = check_int(p, "p")
+        self.k = check_int(k, "k")
+        self.seed = check_int(seed, "seed", 0)
         self.ids, inverse = np.unique(labels, return_inverse=True)
         if self.ids.size < self.p:
             raise OptionError(f"p: expected at most {self.ids.size} (distinct labels), got {p}")
@@ -143,9 +138,9 @@ class EpochSampler(_Resumable):
     """
 
     def __init__(self, n: int, *, batch_size: int, seed: int = 0) -> None:
-        self.n = _check_int(n, "n")
-        self.batch_size = _check_int(batch_size, "batch_size")
-        self.seed = _check_int(seed, "seed", 0)
+        self.n = check_int(n, "n")
+        self.batch_size = check_int(batch_size, "batch_size")
+        self.seed = check_int(seed, "seed", 0)
         if self.batch_size > self.n:
             raise OptionError(f"batch_size: expected at most n={n}, got {batch_size}")
         self.epoch, self.batch = 0, 0

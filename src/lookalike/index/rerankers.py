@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from lookalike._registry import register
-from lookalike.core.check import check_finite, check_positive, check_shape, check_tensor
+from lookalike.core.check import check_finite, check_int, check_positive, check_shape, check_tensor
 from lookalike.core.errors import OptionError, ShapeError
 
 __all__ = [
@@ -61,12 +61,6 @@ __all__ = [
     "check_shortlist",
     "parse_rerank",
 ]
-
-
-def _int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return value
 
 
 def _rows(x: Any, name: str, dims: dict, spec: tuple[str, str]) -> torch.Tensor:
@@ -156,7 +150,7 @@ class Shortlist:
             full = full.clone()
             full[torch.arange(full.shape[0]), self_index] = -float("inf")
         avail = n - (1 if exclude_self else 0)
-        k = avail if k is None else min(_int(k, "k", 1), avail)
+        k = avail if k is None else min(check_int(k, "k", 1), avail)
         order = torch.sort(full, dim=1, descending=True, stable=True)
         return cls(
             order.indices[:, :k],
@@ -244,7 +238,7 @@ class _Expansion:
     needs: tuple[str, ...] = ()
 
     def __init__(self, *, k: int = 2, alpha: float = 3.0) -> None:
-        self.k = _int(k, "k", 1)
+        self.k = check_int(k, "k", 1)
         check_positive(alpha, "alpha", strict=False)
         self.alpha = float(alpha)
 
@@ -319,7 +313,7 @@ class KReciprocal:
     needs: tuple[str, ...] = ()
 
     def __init__(self, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3) -> None:
-        self.k1, self.k2 = _int(k1, "k1", 1), _int(k2, "k2", 1)
+        self.k1, self.k2 = check_int(k1, "k1", 1), check_int(k2, "k2", 1)
         if not isinstance(lambda_value, (int, float)) or not 0.0 <= float(lambda_value) <= 1.0:
             raise OptionError(f"lambda_value: expected a number in [0, 1], got {lambda_value!r}")
         self.lambda_value = float(lambda_value)
@@ -378,7 +372,7 @@ class LabelVoting:
     needs: tuple[str, ...] = ("reference",)
 
     def __init__(self, *, k: int = 3, weight: float = 1.0) -> None:
-        self.k = _int(k, "k", 1)
+        self.k = check_int(k, "k", 1)
         check_positive(weight, "weight", strict=False)
         self.weight = float(weight)
 

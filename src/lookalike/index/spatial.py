@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from lookalike._registry import register
+from lookalike.core.check import check_int
 from lookalike.core.errors import OptionError
 from lookalike.index.rerankers import RerankContext, Shortlist, check_shortlist
 
@@ -43,12 +44,6 @@ log = logging.getLogger(__name__)
 
 #: Inliers a candidate needs to count as verified (see the module Convention).
 MIN_INLIERS = 15
-
-
-def _int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return value
 
 
 def spatial_scores(inliers: torch.Tensor, *, min_inliers: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +57,7 @@ def spatial_scores(inliers: torch.Tensor, *, min_inliers: int) -> tuple[torch.Te
         >>> order.tolist(), scores.tolist()
         ([[1, 3, 0, 2]], [[40.375, 40.125, -0.5, -0.75]])
     """
-    _int(min_inliers, "min_inliers", 1)
+    check_int(min_inliers, "min_inliers", 1)
     q, k = inliers.shape
     position = torch.arange(k, dtype=torch.float64).expand(q, k)
     t = (k - position) / (2.0 * k)
@@ -111,8 +106,8 @@ class SpatialVerification:
     ) -> None:
         from lookalike.matching import ImageMatcher
 
-        self.top_k = _int(top_k, "top_k", 1)
-        self.min_inliers = _int(min_inliers, "min_inliers", 1)
+        self.top_k = check_int(top_k, "top_k", 1)
+        self.min_inliers = check_int(min_inliers, "min_inliers", 1)
         if geometry not in ("homography", "fundamental"):
             raise OptionError(f"geometry: expected 'homography' or 'fundamental', got {geometry!r}")
         self.matcher = ImageMatcher(

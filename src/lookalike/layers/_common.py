@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lookalike.core.check import check_dtype, check_finite, check_shape
+from lookalike.core.check import check_dtype, check_finite, check_int, check_shape
 from lookalike.core.errors import OptionError
 
 __all__ = [
@@ -27,13 +27,6 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: A layer class or factory called with no argument (activations) or the channel count (norms).
 LayerType = Callable[..., nn.Module]
-
-
-def check_int(value: Any, name: str, low: int = 1) -> int:
-    """Return ``value`` if it is an integer ``>= low``, else raise :class:`OptionError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def check_ints(

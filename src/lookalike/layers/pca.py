@@ -16,6 +16,7 @@ from torch import nn
 from lookalike._registry import record_registry, register
 from lookalike.core.check import (
     check_finite,
+    check_int,
     check_not_empty,
     check_positive,
     check_shape,
@@ -29,11 +30,6 @@ log = logging.getLogger(__name__)
 
 class NotFittedError(LookalikeError):
     """A :class:`PCAProjection` was used before :func:`fit_pca` or ``load_state_dict``."""
-
-
-def _check_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
 def _check_power(value: Any) -> None:
@@ -148,8 +144,8 @@ class PCAProjection(nn.Module):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__()
-        _check_int(dim_in, "dim_in")
-        _check_int(dim_out, "dim_out")
+        check_int(dim_in, "dim_in")
+        check_int(dim_out, "dim_out")
         if dim_out > dim_in:
             raise OptionError(f"dim_out: expected at most dim_in={dim_in}, got {dim_out}")
         _check_power(whiten_power)
@@ -257,7 +253,7 @@ def fit_pca(
     check_not_empty(descriptors, "descriptors")
     check_finite(descriptors, "descriptors")
     n, d = descriptors.shape
-    _check_int(dim, "dim")
+    check_int(dim, "dim")
     if dim > d:
         raise OptionError(f"dim: expected at most the descriptor size {d}, got {dim}")
     _check_power(whiten_power)

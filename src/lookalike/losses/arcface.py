@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from lookalike._registry import register
-from lookalike.core.check import check_finite, check_not_empty, check_positive, check_shape
+from lookalike.core.check import (
+    check_finite,
+    check_int,
+    check_not_empty,
+    check_positive,
+    check_shape,
+)
 from lookalike.core.errors import OptionError, ShapeError, ValueRangeError
 from lookalike.losses._distance import check_labels, safe_sqrt
 
@@ -30,11 +36,6 @@ __all__ = [
     "cosface_logits",
     "dynamic_margins",
 ]
-
-
-def _check_int(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
 def _check_margin(margin: float | torch.Tensor, classes: int | None = None) -> None:
@@ -110,7 +111,7 @@ def _cosines(
     check_shape(weight, ["CK", "D"], "weight", dims)
     check_not_empty(embeddings, "embeddings")
     check_finite(embeddings, "embeddings")
-    _check_int(sub_centers, "sub_centers")
+    check_int(sub_centers, "sub_centers")
     if weight.shape[0] % sub_centers:
         raise ValueRangeError(
             f"weight: expected a multiple of sub_centers={sub_centers} rows, got {weight.shape[0]}"
@@ -246,9 +247,9 @@ class _MarginLoss(nn.Module):
 
     def __init__(self, num_classes: int, embedding_dim: int, scale: float, sub_centers: int):
         super().__init__()
-        _check_int(num_classes, "num_classes")
-        _check_int(embedding_dim, "embedding_dim")
-        _check_int(sub_centers, "sub_centers")
+        check_int(num_classes, "num_classes")
+        check_int(embedding_dim, "embedding_dim")
+        check_int(sub_centers, "sub_centers")
         check_positive(scale, "scale")
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim

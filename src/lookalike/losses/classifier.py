@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lookalike._registry import register
-from lookalike.core.check import check_finite, check_not_empty, check_shape
+from lookalike.core.check import check_finite, check_int, check_not_empty, check_shape
 from lookalike.core.errors import OptionError, ValueRangeError
 from lookalike.losses._distance import check_labels
 
@@ -48,8 +48,7 @@ class ClassifierCrossEntropy(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
+            check_int(value, name)
         if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
             raise OptionError(
                 f"label_smoothing: expected a number in [0, 1), got {label_smoothing!r}"

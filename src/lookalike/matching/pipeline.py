@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.core.check import check_option
+from lookalike.core.check import check_int, check_option
 from lookalike.core.errors import OptionError
 from lookalike.matching.describe import Features, PatchDescriber, create_describer
 from lookalike.matching.geometry import GEOMETRIES, ROBUST_METHODS, estimate_geometry
@@ -155,14 +155,6 @@ def best_shipped_descriptor() -> str:
     return best_shipped("descriptor", SHIPPED_CANDIDATES, DEFAULT_DESCRIPTOR)
 
 
-def _check_int(value: Any, name: str, *, allow_none: bool, low: int) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        none = " or None" if allow_none else ""
-        raise OptionError(f"{name}: expected an integer >= {low}{none}, got {value!r}")
-
-
 def _check_float(value: Any, name: str, low: float, high: float | None = None) -> None:
     """``value`` is None or a number in ``(low, high]``."""
     if value is None:
@@ -248,8 +240,8 @@ class ImageMatcher:
         check_option(geometry, GEOMETRIES, "geometry")
         check_option(ransac_method, ROBUST_METHODS, "ransac_method")
         check_detector_options(detector, dict(detector_options or {}))
-        _check_int(max_keypoints, "max_keypoints", allow_none=True, low=1)
-        _check_int(max_size, "max_size", allow_none=True, low=0)
+        check_int(max_keypoints, "max_keypoints", allow_none=True, low=1)
+        check_int(max_size, "max_size", allow_none=True, low=0)
         _check_float(ratio_threshold, "ratio_threshold", 0.0, 1.0)
         _check_float(ransac_threshold, "ransac_threshold", 0.0)
         self.matcher = matcher

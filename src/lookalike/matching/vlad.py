@@ -28,11 +28,11 @@ from typing import Any
 import torch
 
 from lookalike._registry import register
+from lookalike.core.check import check_int
 from lookalike.descriptors.image.vlad import (
     VLAD,
     VLAD_WEIGHTS,
     LocalDescriber,
-    _int,  # the same option check as VLAD's
     kmeans,
 )
 
@@ -59,8 +59,8 @@ class RootSIFTFrontEnd:
     """
 
     def __init__(self, max_keypoints: int = 1024, max_size: int = 640) -> None:
-        self.max_keypoints = _int(max_keypoints, "max_keypoints", 1)
-        self.max_size = _int(max_size, "max_size", 16)
+        self.max_keypoints = check_int(max_keypoints, "max_keypoints", 1)
+        self.max_size = check_int(max_size, "max_size", 16)
         self._matcher: Any = None
 
     def __call__(self, image: Any) -> torch.Tensor:

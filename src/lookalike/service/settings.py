@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lookalike.core.check import check_int
 from lookalike.core.errors import OptionError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "ServiceSettings"]
@@ -26,12 +27,6 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Room for the multipart framing and the small form fields around an upload, in bytes.
 FORM_OVERHEAD_BYTES = 64 * 1024
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f"{name}: expected a positive integer, got {value!r}")
-    return value
 
 
 def _optional_token(value: object, name: str) -> str | None:
@@ -93,8 +88,8 @@ class ServiceSettings:
         _optional_token(self.token, "token")
         _optional_token(self.read_token, "read_token")
         for name in ("max_upload_bytes", "max_pixels", "max_concurrency", "max_k"):
-            _positive_int(getattr(self, name), name)
-        if _positive_int(self.thumbnail_size, "thumbnail_size") < 16:
+            check_int(getattr(self, name), name)
+        if check_int(self.thumbnail_size, "thumbnail_size") < 16:
             raise OptionError(
                 f"thumbnail_size: expected at least 16 pixels, got {self.thumbnail_size}"
             )

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.core.check import check_int
 from lookalike.core.errors import EmptyInputError, OptionError, ShapeError
 
 __all__ = [
@@ -298,8 +299,7 @@ def fit_gated_weights(
     if leaked:
         raise OptionError(f"photos: expected training photos only, got held-out {leaked}")
     for value, what, low in ((draws, "draws", 1), (validate_seeds, "validate_seeds", 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise OptionError(f"{what}: expected an integer >= {low}, got {value!r}")
+        check_int(value, what, low)
     name, _, weights = base.partition(":")
     net = lookalike.create("descriptor", name, **({"weights": weights} if weights else {}))
     if type(net) is not HardNet:

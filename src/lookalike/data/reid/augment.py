@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lookalike._registry import create, register
-from lookalike.core.check import check_shape
+from lookalike.core.check import check_int, check_shape
 from lookalike.core.errors import OptionError, ShapeError
 
 __all__ = ["ERASE_FILL", "AugmentedReidSet", "augment_crops", "random_erasing", "random_windows"]
@@ -159,8 +159,7 @@ def augment_crops(
     """
     dims = check_shape(crops, ["B", "3", "H", "W"], "crops")
     flip = _probability(flip, "flip")
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise OptionError(f"pad: expected an integer >= 0, got {pad!r}")
+    check_int(pad, "pad", 0)
     count, height, width = dims["B"], dims["H"], dims["W"]
     flips = (torch.rand(count, generator=generator) < flip).to(crops.device)
     out = torch.where(flips[:, None, None, None], crops.flip(-1), crops)

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from lookalike.core.check import check_shape
-from lookalike.core.errors import OptionError, ShapeError
+from lookalike.core.check import check_int, check_shape
+from lookalike.core.errors import ShapeError
 from lookalike.data.reid.augment import (
     _check_fill,
     _probability,
@@ -90,8 +90,7 @@ class FeatureCacheSet(Dataset):
             raise ShapeError(f"labels: expected {dims['N']} labels, got {len(labels)}")
         _check_fill(fill, dims["C"])
         self.flip, self.erase = _probability(flip, "flip"), _probability(erase, "erase")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise OptionError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
+        check_int(num_classes, "num_classes")
         self.maps, self.size, self.fill = maps, (height, width), fill
         self.labels, self.num_classes = labels, num_classes
         self.ids, self.cams = ids, cams

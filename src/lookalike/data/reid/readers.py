@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.core.check import check_option
+from lookalike.core.check import check_int, check_option
 from lookalike.core.errors import DataNotFoundError, OptionError
 
 __all__ = [
@@ -226,8 +226,7 @@ def viper_split(n_ids: int, split: int) -> tuple[np.ndarray, np.ndarray]:
         >>> len(train), len(test), len(set(train) & set(test))
         (316, 316, 0)
     """
-    if isinstance(split, bool) or not isinstance(split, (int, np.integer)) or split < 0:
-        raise OptionError(f"split: expected an integer >= 0, got {split!r}")
+    check_int(split, "split", 0)
     perm = np.random.default_rng(int(split)).permutation(n_ids)
     half = n_ids // 2
     return np.sort(perm[:half]), np.sort(perm[half:])

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lookalike.core.check import check_int
 from lookalike.core.errors import OptionError
 from lookalike.descriptors._base import Descriptor, InputSpec
 
@@ -63,8 +64,7 @@ def check_counts(*, optional: Sequence[str] = (), **counts: Any) -> None:
     for name, value in counts.items():
         if value is None and name in optional:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
+        check_int(value, name)
 
 
 def create_backbone(

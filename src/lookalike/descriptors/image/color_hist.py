@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lookalike._registry import register
+from lookalike.core.check import check_int
 from lookalike.core.errors import OptionError
 from lookalike.descriptors._base import Descriptor, InputSpec
 
@@ -149,8 +150,7 @@ class ColorHistogram(Descriptor):
     ) -> None:
         super().__init__()
         for name, value in (("bins", bins), ("size", size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
+            check_int(value, name)
         self.input_spec = InputSpec(
             channels=3, size=tuple(size_range), normalization=self._normalization
         )

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lookalike._registry import register
+from lookalike.core.check import check_int
 from lookalike.core.errors import OptionError
 from lookalike.descriptors.image._backbone import (
     ImageDescriptor,
@@ -27,12 +28,6 @@ from lookalike.descriptors.image._backbone import (
 )
 
 __all__ = ["HybridSwinDescriptor"]
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f"{name}: expected an integer >= 1, got {value!r}")
-    return value
 
 
 @register("descriptor", "hybrid_swin")
@@ -81,8 +76,8 @@ class HybridSwinDescriptor(ImageDescriptor):
         super().__init__()
         import timm
 
-        _int(pos_grid, "pos_grid")
-        _int(dim, "dim")
+        check_int(pos_grid, "pos_grid")
+        check_int(dim, "dim")
         if not isinstance(swin, str) or not swin.startswith("swin") or not timm.is_model(swin):
             raise OptionError(f"swin: expected a timm Swin model name (swin_*), got {swin!r}")
         self._setup_input(size_range)

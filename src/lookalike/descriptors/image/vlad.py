@@ -23,13 +23,12 @@ Convention:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lookalike.core.check import check_finite, check_shape, check_tensor
+from lookalike.core.check import check_finite, check_int, check_shape, check_tensor
 from lookalike.core.errors import OptionError
 from lookalike.core.weights import WeightSpec
 from lookalike.descriptors._base import Descriptor, InputSpec
@@ -53,12 +52,6 @@ LocalDescriber = Callable[[torch.Tensor], torch.Tensor]
 #: Builds the :data:`LocalDescriber` of a :class:`VLAD`: called once, as
 #: ``front_end(max_keypoints, max_size)``, on the first forward.
 FrontEnd = Callable[[int, int], LocalDescriber]
-
-
-def _int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return value
 
 
 def vlad_aggregate(descriptors: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -142,9 +135,9 @@ class VLAD(Descriptor):
         super().__init__()
         if front_end is not None and not callable(front_end):
             raise OptionError(f"front_end: expected a callable or None, got {front_end!r}")
-        self.clusters = _int(clusters, "clusters", 1)
-        self.max_keypoints = _int(max_keypoints, "max_keypoints", 1)
-        self.max_size = _int(max_size, "max_size", 16)
+        self.clusters = check_int(clusters, "clusters", 1)
+        self.max_keypoints = check_int(max_keypoints, "max_keypoints", 1)
+        self.max_size = check_int(max_size, "max_size", 16)
         self.input_spec = InputSpec(
             channels=3, size=tuple(size_range), normalization="gray, DoG + RootSIFT, VLAD"
         )
@@ -211,7 +204,7 @@ def kmeans(
         ([0.1, 10.2], True)
     """
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < _int(k, "k", 1) or not np.isfinite(x).all():
+    if x.ndim != 2 or x.shape[0] < check_int(k, "k", 1) or not np.isfinite(x).all():
         raise OptionError(f"x: expected (M, D) finite points with M >= k={k}, got {x.shape}")
     rng = np.random.default_rng(seed)
     centers = [x[rng.integers(len(x))]]
@@ -223,7 +216,7 @@ def kmeans(
         closest = np.minimum(closest, ((x - x[pick]) ** 2).sum(1))
     c = np.stack(centers)
     assign = np.full(len(x), -1, dtype=np.int64)
-    for _ in range(_int(iterations, "iterations", 1)):
+    for _ in range(check_int(iterations, "iterations", 1)):
         dist = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None]
         new = dist.argmin(1)
         if np.array_equal(new, assign):

@@ -7,11 +7,10 @@ is in :mod:`lookalike.descriptors.patch.sift`.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import torch
 
-from lookalike.core.check import check_option
+from lookalike.core.check import check_int, check_option
 from lookalike.core.errors import OptionError
 
 __all__ = ["LAYOUTS", "MASK_TYPES", "SIGMA_TYPES", "sift_grid", "sift_pooling_matrix"]
@@ -19,11 +18,6 @@ __all__ = ["LAYOUTS", "MASK_TYPES", "SIGMA_TYPES", "sift_grid", "sift_pooling_ma
 MASK_TYPES = ("Gauss", "CircularGauss", "Uniform")
 SIGMA_TYPES = ("vlfeat", "hesamp")
 LAYOUTS = ("kornia", "opencv")
-
-
-def _check_int(value: Any, name: str, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 def sift_grid(patch_size: int, num_spatial_bins: int) -> tuple[int, int, int]:
@@ -51,8 +45,8 @@ def sift_grid(patch_size: int, num_spatial_bins: int) -> tuple[int, int, int]:
         >>> sift_grid(41, 4), sift_grid(32, 4)
         ((17, 10, 3), (12, 8, 2))
     """
-    _check_int(patch_size, "patch_size")
-    _check_int(num_spatial_bins, "num_spatial_bins")
+    check_int(patch_size, "patch_size")
+    check_int(num_spatial_bins, "num_spatial_bins")
     P, S = patch_size, num_spatial_bins
     stride = P // S
     ksize = 2 * int(P / (S + 1))

@@ -29,6 +29,7 @@ from lookalike._registry import register
 from lookalike.core.check import (
     check_dtype,
     check_finite,
+    check_int,
     check_option,
     check_positive,
     check_shape,
@@ -39,7 +40,6 @@ from lookalike.descriptors.patch._sift_kernels import (
     MASK_TYPES,
     SIGMA_TYPES,
     _cached_kernels,
-    _check_int,
     _fold_matrix,
     _plane_range,
     sift_grid,
@@ -164,8 +164,8 @@ def _check_options(
     sigma_type: str,
     layout: str,
 ) -> None:
-    _check_int(num_ang_bins, "num_ang_bins")
-    _check_int(num_spatial_bins, "num_spatial_bins")
+    check_int(num_ang_bins, "num_ang_bins")
+    check_int(num_spatial_bins, "num_spatial_bins")
     check_positive(clipval, "clipval")
     check_option(mask_type, MASK_TYPES, "mask_type")
     check_option(sigma_type, SIGMA_TYPES, "sigma_type")

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lookalike.core.check import check_int
 from lookalike.core.errors import OptionError
 from lookalike.descriptors._functional import normalize_descriptors
 from lookalike.descriptors.image._backbone import ImageDescriptor, load_backbone_weights
@@ -239,8 +240,7 @@ class ReidNetwork(ImageDescriptor):
             x: ``(B, 3, H, W)`` RGB crops in [0, 1], resized inside as for the descriptor.
             max_strips: the most strips a map is cut into (>= 1).
         """
-        if isinstance(max_strips, bool) or not isinstance(max_strips, int) or max_strips < 1:
-            raise OptionError(f"max_strips: expected an integer >= 1, got {max_strips!r}")
+        check_int(max_strips, "max_strips")
         self.check_input(x)
         crops = self.resize(self.normalize_input(x))
         views = [crops, crops.flip(-1)] if self.flip_average else [crops]

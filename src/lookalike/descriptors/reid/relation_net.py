@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from lookalike._registry import register
-from lookalike.core.check import check_shape
+from lookalike.core.check import check_int, check_shape
 from lookalike.core.errors import OptionError, ShapeError
 from lookalike.descriptors.reid._backbone import ReidNetwork, resnet_stages, strip_max
 
@@ -152,12 +152,10 @@ class RelationNet(ReidNetwork):
         super().__init__()
         self._setup_reid_input(input_size, size_range, flip_average)
         for name, value, low in (("parts", parts, 2), ("part_dim", part_dim, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise OptionError(f"{name}: expected an integer >= {low}, got {value!r}")
+            check_int(value, name, low)
         if isinstance(stages, bool) or not isinstance(stages, int) or stages not in (3, 4):
             raise OptionError(f"stages: expected 3 or 4, got {stages!r}")
-        if isinstance(mid_parts, bool) or not isinstance(mid_parts, int) or mid_parts < 0:
-            raise OptionError(f"mid_parts: expected an integer >= 0, got {mid_parts!r}")
+        check_int(mid_parts, "mid_parts", 0)
         net = resnet_stages(
             backbone,
             last_stride=last_stride,

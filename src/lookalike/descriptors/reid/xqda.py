@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from lookalike._registry import register
-from lookalike.core.check import check_positive
-from lookalike.core.errors import EmptyInputError, OptionError, ShapeError
+from lookalike.core.check import check_int, check_positive
+from lookalike.core.errors import EmptyInputError, ShapeError
 from lookalike.descriptors._base import Descriptor, InputSpec
 from lookalike.descriptors._functional import normalize_descriptors
 from lookalike.descriptors.reid.lomo import LOMO_DIM, lomo_features, to_lomo_crops
@@ -136,8 +136,7 @@ def fit_xqda(
     order = np.argsort(-sv, kind="stable")
     r = max(1, int((sv > 1).sum()))
     if dims is not None:
-        if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
-            raise OptionError(f"dims: expected an integer >= 1, got {dims!r}")
+        check_int(dims, "dims")
         r = min(dims, r)
     v = u[:, order[:r]]
     metric = np.linalg.inv(v.T @ s_in @ v) - np.linalg.inv(v.T @ s_ex @ v)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.core.check import check_int
 from lookalike.core.errors import EmptyInputError, OptionError, ShapeError, ValueRangeError
 
 __all__ = ["RANKS", "ReidScores", "reid_metrics", "single_shot_cmc"]
@@ -117,15 +118,13 @@ def _check_inputs(dist, query_ids, gallery_ids, query_cams, gallery_cams, max_ra
         raise ValueRangeError(
             f"dist: expected finite values, got {bad} NaN or infinite of {dist.numel()}"
         )
-    if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
-        raise OptionError(f"max_rank: expected an integer >= 1, got {max_rank!r}")
+    check_int(max_rank, "max_rank")
     return out
 
 
 def _chunk_rows(g: int, chunk_size: int | None) -> int:
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise OptionError(f"chunk_size: expected an integer >= 1, got {chunk_size!r}")
+        check_int(chunk_size, "chunk_size")
         return chunk_size
     return max(1, (1 << 22) // max(g, 1))  # about 4 M entries per block
 
@@ -271,8 +270,7 @@ def single_shot_cmc(
     dist, qid, gid, qcam, gcam = _check_inputs(
         dist, query_ids, gallery_ids, query_cams, gallery_cams, max_rank
     )
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise OptionError(f"repeats: expected an integer >= 1, got {repeats!r}")
+    check_int(repeats, "repeats")
     full = reid_metrics(dist, qid, gid, qcam, gcam, max_rank=max_rank)
     q, g = dist.shape
     _, group = torch.unique(gid, return_inverse=True)

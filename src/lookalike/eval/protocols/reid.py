@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from lookalike._registry import register
+from lookalike.core.check import check_int
 from lookalike.core.errors import EmptyInputError, OptionError
 from lookalike.data.reid.datasets import load_crops
 from lookalike.data.reid.readers import VIPER_SPLITS, ReidBenchmark, ReidImages, read_viper
@@ -182,8 +183,7 @@ class ReidProtocol:
     """Protocol ``reid``: ``protocol(describer, benchmark) -> {"rank1", ..., "mAP", "mINP"}``."""
 
     def __init__(self, *, rerank: bool = False, max_rank: int = 50, batch_size: int = 64) -> None:
-        if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
-            raise OptionError(f"max_rank: expected an integer >= 1, got {max_rank!r}")
+        check_int(max_rank, "max_rank")
         self.rerank, self.max_rank, self.batch_size = bool(rerank), max_rank, int(batch_size)
 
     def __call__(self, describer: Any, bench: ReidBenchmark) -> dict[str, float]:

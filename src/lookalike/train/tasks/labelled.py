@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lookalike.core.check import check_int
 from lookalike.core.errors import OptionError
 from lookalike.data.samplers import EpochSampler, PKSampler
 from lookalike.train.tasks import Stream, Task, register_task
@@ -99,8 +100,7 @@ class PKTask(LabelledTask):
     """
 
     def __init__(self, *, k: int = 4) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-            raise OptionError(f"task.kwargs.k: expected an integer >= 2, got {k!r}")
+        check_int(k, "task.kwargs.k", 2)
         self.k = k
 
     def stream(self, data: Any, recipe: Any) -> Stream:
