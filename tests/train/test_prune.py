@@ -79,6 +79,16 @@ def test_bad_widths_are_refused(width: object) -> None:
         prune_hardnet(_trained_like(8), width=width)  # type: ignore[arg-type]
 
 
+def test_a_trunk_narrower_than_hardnets_stages_is_refused() -> None:
+    from lookalike.descriptors.patch.hardnet import HardNetFamily
+
+    flat = HardNetFamily(
+        widths=(8,) * 6, strides=(1, 1, 2, 1, 2, 1), dim=128, dropout=0.3, patch_size=32, eps=1e-6
+    )
+    with pytest.raises(OptionError, match="needs layer widths"):
+        prune_hardnet(flat, width=4)
+
+
 def test_a_network_without_a_hardnet_trunk_is_refused() -> None:
     with pytest.raises(OptionError, match="features"):
         prune_hardnet(nn.Linear(3, 3), width=4)

@@ -97,6 +97,10 @@ def prune_hardnet(model: nn.Module, *, width: int) -> nn.Module:
     new_convs, new_norms = _trunk_layers(out)
     if [c.weight.shape[2:] for c in new_convs] != [c.weight.shape[2:] for c in convs]:
         raise OptionError("model: its trunk does not have HardNet's layout")
+    have = [c.out_channels for c in convs]
+    want = [c.out_channels for c in new_convs]
+    if any(w > h for w, h in zip(want, have)):
+        raise OptionError(f"width: {width} needs layer widths {want}, the model has only {have}")
     scores = channel_importance(model)
     kept = torch.arange(1)
     with torch.no_grad():
